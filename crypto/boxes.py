@@ -1,0 +1,187 @@
+"""Versioned envelopes bound to their place.
+
+Layout of every envelope (bytes)::
+
+    version(1) | algorithm(1) | key id(8) | algorithm-specific body
+
+- ``ALG_SERVER``: body = nonce(24) | XChaCha20-Poly1305 ciphertext under the server key.
+  For what the running bot must read back: chat ids, queued outgoing messages.
+- ``ALG_TEAM``: body = sealed content key(80) | nonce(24) | XChaCha20-Poly1305 ciphertext.
+  A fresh content key per record, sealed (X25519 sealed box) to the team public key. The
+  running bot can write these but cannot read them.
+
+The associated data is the header plus the record's place (table, column, row id), so an
+envelope copied to another row, another column or another table fails to open. PyNaCl's
+``SecretBox`` (XSalsa20-Poly1305) takes no associated data, which is why the server box uses
+PyNaCl's ``Aead`` (XChaCha20-Poly1305, same key size and nonce size) instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import nacl.encoding
+import nacl.exceptions
+import nacl.hash
+import nacl.public
+import nacl.secret
+import nacl.utils
+
+from crypto.errors import InvalidKey, RecordOpenError
+
+VERSION = 1
+ALG_SERVER = 1
+ALG_TEAM = 2
+
+SERVER_KEY_SIZE = nacl.secret.Aead.KEY_SIZE  # 32
+CONTENT_KEY_SIZE = nacl.secret.Aead.KEY_SIZE  # 32
+NONCE_SIZE = nacl.secret.Aead.NONCE_SIZE  # 24
+KEY_ID_SIZE = 8
+# crypto_box_seal adds an ephemeral public key (32) and a MAC (16).
+SEALED_KEY_SIZE = CONTENT_KEY_SIZE + nacl.public.PublicKey.SIZE + nacl.secret.Aead.MACBYTES
+HEADER_SIZE = 2 + KEY_ID_SIZE
+
+
+@dataclass(frozen=True, slots=True)
+class RecordPlace:
+    """Where a ciphertext lives. It is authenticated, never stored inside the envelope."""
+
+    table: str
+    column: str
+    row_id: str
+
+    def associated_data(self) -> bytes:
+        for part in (self.table, self.column, self.row_id):
+            if not part or not part.isascii() or not part.isprintable() or "|" in part:
+                raise ValueError("a record place has non-empty printable ASCII parts, no '|'")
+        return f"saferelay|{self.table}|{self.column}|{self.row_id}".encode("ascii")
+
+
+def key_id(key_material: bytes) -> bytes:
+    """A short public identifier of a key, so decryption can pick the right one."""
+    return nacl.hash.blake2b(
+        key_material,
+        digest_size=KEY_ID_SIZE,
+        person=b"sr-key-id-v1",
+        encoder=nacl.encoding.RawEncoder,
+    )
+
+
+def _header(algorithm: int, kid: bytes) -> bytes:
+    return bytes((VERSION, algorithm)) + kid
+
+
+def _split_header(envelope: bytes, algorithm: int) -> tuple[bytes, bytes, bytes]:
+    if not isinstance(envelope, bytes) or len(envelope) < HEADER_SIZE:
+        raise RecordOpenError("not an envelope")
+    version, alg = envelope[0], envelope[1]
+    if version != VERSION:
+        raise RecordOpenError(f"unknown envelope version {version}")
+    if alg != algorithm:
+        raise RecordOpenError(f"unexpected envelope algorithm {alg}")
+    return envelope[:HEADER_SIZE], envelope[2:HEADER_SIZE], envelope[HEADER_SIZE:]
+
+
+class ServerBox:
+    """Secret-key envelopes under the server key, with older keys accepted for opening."""
+
+    __slots__ = ("_current", "_keys")
+
+    def __init__(self, key: bytes, older_keys: Iterable[bytes] = ()) -> None:
+        keys = [key, *older_keys]
+        for k in keys:
+            if not isinstance(k, bytes) or len(k) != SERVER_KEY_SIZE:
+                raise InvalidKey(f"a server key must be exactly {SERVER_KEY_SIZE} bytes")
+        self._keys = [(key_id(k), nacl.secret.Aead(k)) for k in keys]
+        self._current = self._keys[0]
+
+    def __repr__(self) -> str:
+        return f"ServerBox(<{len(self._keys)} hidden key(s)>)"
+
+    def seal(self, plaintext: bytes, place: RecordPlace) -> bytes:
+        """Encrypt ``plaintext`` for ``place`` under the current server key."""
+        kid, aead = self._current
+        header = _header(ALG_SERVER, kid)
+        nonce = nacl.utils.random(NONCE_SIZE)
+        sealed = aead.encrypt(plaintext, header + place.associated_data(), nonce)
+        return header + bytes(sealed)
+
+    def open(self, envelope: bytes, place: RecordPlace) -> bytes:
+        """Decrypt an envelope made by :meth:`seal` for the same ``place``."""
+        header, kid, body = _split_header(envelope, ALG_SERVER)
+        if len(body) < NONCE_SIZE + nacl.secret.Aead.MACBYTES:
+            raise RecordOpenError("envelope too short")
+        aad = header + place.associated_data()
+        # The matching key first, then the others: a key id can in principle collide.
+        for _kid, aead in sorted(self._keys, key=lambda k: k[0] != kid):
+            try:
+                return aead.decrypt(body, aad)
+            except nacl.exceptions.CryptoError:
+                continue
+        raise RecordOpenError("the record does not open here (wrong key, place or tampered)")
+
+    def seal_int(self, value: int, place: RecordPlace) -> bytes:
+        return self.seal(str(int(value)).encode("ascii"), place)
+
+    def open_int(self, envelope: bytes, place: RecordPlace) -> int:
+        return int(self.open(envelope, place).decode("ascii"))
+
+
+class TeamSealer:
+    """Seals records to the team public key. Holds no secret: the bot can write, not read."""
+
+    __slots__ = ("_kid", "_sealed_box")
+
+    def __init__(self, public_key: bytes) -> None:
+        if not isinstance(public_key, bytes) or len(public_key) != nacl.public.PublicKey.SIZE:
+            raise InvalidKey("the team public key must be 32 bytes")
+        self._kid = key_id(public_key)
+        self._sealed_box = nacl.public.SealedBox(nacl.public.PublicKey(public_key))
+
+    def seal(self, plaintext: bytes, place: RecordPlace) -> bytes:
+        """Seal ``plaintext`` for ``place`` with a fresh content key."""
+        content_key = nacl.utils.random(CONTENT_KEY_SIZE)
+        sealed_key = bytes(self._sealed_box.encrypt(content_key))
+        header = _header(ALG_TEAM, self._kid)
+        nonce = nacl.utils.random(NONCE_SIZE)
+        aad = header + sealed_key + place.associated_data()
+        body = nacl.secret.Aead(content_key).encrypt(plaintext, aad, nonce)
+        return header + sealed_key + bytes(body)
+
+
+class TeamOpener:
+    """Opens team-sealed records. Exists only where the passphrase unlocked the private key."""
+
+    __slots__ = ("_keys",)
+
+    def __init__(self, private_keys: Sequence[bytes]) -> None:
+        if not private_keys:
+            raise InvalidKey("at least one team private key is needed")
+        self._keys: list[tuple[bytes, nacl.public.SealedBox[nacl.public.PrivateKey]]] = []
+        for raw in private_keys:
+            if not isinstance(raw, bytes) or len(raw) != nacl.public.PrivateKey.SIZE:
+                raise InvalidKey("a team private key must be 32 bytes")
+            private = nacl.public.PrivateKey(raw)
+            self._keys.append((key_id(bytes(private.public_key)), nacl.public.SealedBox(private)))
+
+    def __repr__(self) -> str:
+        return f"TeamOpener(<{len(self._keys)} hidden key(s)>)"
+
+    def open(self, envelope: bytes, place: RecordPlace) -> bytes:
+        """Open an envelope made by :meth:`TeamSealer.seal` for the same ``place``."""
+        header, kid, body = _split_header(envelope, ALG_TEAM)
+        if len(body) < SEALED_KEY_SIZE + NONCE_SIZE + nacl.secret.Aead.MACBYTES:
+            raise RecordOpenError("envelope too short")
+        sealed_key, rest = body[:SEALED_KEY_SIZE], body[SEALED_KEY_SIZE:]
+        aad = header + sealed_key + place.associated_data()
+        for _kid, box in sorted(self._keys, key=lambda k: k[0] != kid):
+            try:
+                content_key = box.decrypt(sealed_key)
+            except nacl.exceptions.CryptoError:
+                continue
+            try:
+                return nacl.secret.Aead(content_key).decrypt(rest, aad)
+            except nacl.exceptions.CryptoError:
+                break
+        raise RecordOpenError("the record does not open here (wrong key, place or tampered)")

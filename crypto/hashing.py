@@ -1,0 +1,53 @@
+"""Keyed BLAKE2b lookups: find a person by Telegram user id without ever storing the id."""
+
+from __future__ import annotations
+
+import nacl.encoding
+import nacl.hash
+
+from crypto.errors import InvalidKey
+
+PEPPER_SIZE = 32
+LOOKUP_SIZE = 32
+
+# Domain separation: the same pepper keys several kinds of lookup, and a digest of one kind
+# must never match a digest of another.
+_PERSON_USER = b"sr-tg-user-v1"
+_PERSON_INVITE = b"sr-invite-v1"
+
+
+class Pepper:
+    """The secret key of every lookup hash. Without it a copied database cannot be searched
+    for a known Telegram id: the digests are not a function of the id alone."""
+
+    __slots__ = ("_key",)
+
+    def __init__(self, key: bytes) -> None:
+        if not isinstance(key, bytes) or len(key) != PEPPER_SIZE:
+            raise InvalidKey(f"the pepper must be exactly {PEPPER_SIZE} bytes")
+        self._key = key
+
+    def __repr__(self) -> str:
+        return "Pepper(<hidden>)"
+
+    def _digest(self, data: bytes, person: bytes) -> bytes:
+        return nacl.hash.blake2b(
+            data,
+            digest_size=LOOKUP_SIZE,
+            key=self._key,
+            person=person,
+            encoder=nacl.encoding.RawEncoder,
+        )
+
+    def user_lookup(self, telegram_user_id: int) -> bytes:
+        """The lookup key stored in place of a Telegram user id."""
+        return self._digest(str(int(telegram_user_id)).encode("ascii"), _PERSON_USER)
+
+    def invite_lookup(self, token: str) -> bytes:
+        """What is stored of an invite token, so a copied database holds no usable invite."""
+        return self._digest(token.encode("utf-8"), _PERSON_INVITE)
+
+
+def token_digest(pepper: Pepper, token: str) -> bytes:
+    """Shorthand for :meth:`Pepper.invite_lookup`."""
+    return pepper.invite_lookup(token)

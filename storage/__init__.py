@@ -1,0 +1,1 @@
+"""Storage: SQLAlchemy 2 models, queries and Alembic migrations. Never imports telegram."""

@@ -1,0 +1,1 @@
+"""Test suite of saferelay (a package so that ``from tests.fakebot import ...`` works)."""

@@ -1,0 +1,39 @@
+"""A fake Telegram Bot API server for tests, driven by the real python-telegram-bot.
+
+Usage::
+
+    async with FakeBotApi() as server:
+        app = (
+            ApplicationBuilder()
+            .token(server.token)
+            .base_url(server.base_url)
+            .base_file_url(server.base_file_url)
+            .build()
+        )
+        ...
+        alice = server.user(1001, "Alice")
+        await alice.send_command("start")
+        reply = await alice.wait_for_message("Welcome")
+        await alice.press("Yes")
+
+The server listens on 127.0.0.1 only (a random free port by default) and runs inside the
+caller's event loop.  ``python -m tests.fakebot --port 8081`` runs it standalone.
+"""
+
+from tests.fakebot.formatting import EntityParseError, command_entities, parse_text, utf16_len
+from tests.fakebot.models import MEDIA_KINDS, ApiError, Call, ChatMessage
+from tests.fakebot.server import DEFAULT_TOKEN, FakeBotApi, FakeUser
+
+__all__ = [
+    "DEFAULT_TOKEN",
+    "MEDIA_KINDS",
+    "ApiError",
+    "Call",
+    "ChatMessage",
+    "EntityParseError",
+    "FakeBotApi",
+    "FakeUser",
+    "command_entities",
+    "parse_text",
+    "utf16_len",
+]

@@ -1,0 +1,1 @@
+"""saferelay: the application (settings, services, CLI, catalogues)."""

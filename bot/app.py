@@ -1,0 +1,73 @@
+"""One place wires everything: build_application(settings) -> Application."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, TypeAlias
+
+from telegram import BotCommand
+from telegram.ext import Application, ApplicationBuilder, ContextTypes
+
+from bot.core import Core
+from bot.i18n import DEFAULT_LANGUAGE, LANGUAGES, t
+from bot.settings import Settings
+from crypto.keystore import SecretsDir
+from handlers import common, member
+from handlers.context import CORE_KEY, SafeContext
+from storage.db import make_engine, make_sessionmaker, migrate
+
+log = logging.getLogger(__name__)
+
+# Shown by Telegram to anyone who opens the bot, enrolled or not: neutral on purpose.
+COMMANDS = ("menu", "checkin", "language", "cancel")
+
+SafeApplication: TypeAlias = Application[Any, SafeContext, Any, Any, Any, Any]
+
+
+def build_core(settings: Settings) -> Core:
+    """Engine, sessions and the server's secrets. Nothing opens a connection yet."""
+    engine = make_engine(settings.database_url)
+    return Core(
+        settings=settings,
+        engine=engine,
+        sessions=make_sessionmaker(engine),
+        secrets=SecretsDir(settings.secrets_dir).load(),
+    )
+
+
+async def _post_init(app: SafeApplication) -> None:
+    core: Core = app.bot_data[CORE_KEY]
+    if await migrate(core.engine):
+        log.info("database schema brought up to date")
+    for language in LANGUAGES:
+        # Korean is also the default for users whose Telegram language we do not offer.
+        code = None if language == DEFAULT_LANGUAGE else language
+        commands = [BotCommand(c, t(language, f"command_{c}")) for c in COMMANDS]
+        await app.bot.set_my_commands(commands, language_code=code)
+        await app.bot.set_my_description(t(language, "bot_description"), language_code=code)
+    log.info("bot ready")
+
+
+async def _post_shutdown(app: SafeApplication) -> None:
+    core: Core = app.bot_data[CORE_KEY]
+    await core.engine.dispose()
+
+
+def build_application(settings: Settings, core: Core | None = None) -> SafeApplication:
+    """The whole bot, ready for ``run_polling`` (or for tests: initialize/start)."""
+    core = core or build_core(settings)
+    app: SafeApplication = (
+        ApplicationBuilder()
+        .token(settings.require_token())
+        .base_url(settings.telegram_api_base_url)
+        .base_file_url(settings.telegram_file_base_url)
+        .context_types(ContextTypes(context=SafeContext))
+        .post_init(_post_init)
+        .post_shutdown(_post_shutdown)
+        .build()
+    )
+    app.bot_data[CORE_KEY] = core
+    common.register(app)
+    member.register(app)
+    common.register_fallbacks(app)
+    return app

@@ -1,0 +1,136 @@
+"""Typed, validated settings from ``.env`` and the environment (the environment wins)."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dotenv import dotenv_values
+
+TELEGRAM_API = "https://api.telegram.org/bot"
+BOTFATHER_HINT = "get one from @BotFather in Telegram (/newbot) and put it in .env"
+# "<bot id>:<35 characters>" as issued by BotFather; we accept any secret of 30+ characters.
+_TOKEN_RE = re.compile(r"^[0-9]{5,16}:[A-Za-z0-9_-]{30,}$")
+
+
+class SettingsError(Exception):
+    """A setting is missing or malformed. The message names the variable and the fix."""
+
+
+class Secret:
+    """A string that never shows itself in a repr, a log line or a traceback."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    database_url: str
+    telegram_api_base_url: str
+    telegram_bot_token: Secret | None = field(default=None)
+    passphrase: Secret | None = field(default=None)
+    checkin_timeout_minutes: float = 30.0
+
+    @property
+    def secrets_dir(self) -> Path:
+        return self.data_dir / "secrets"
+
+    @property
+    def telegram_file_base_url(self) -> str:
+        """Telegram serves files at ``/file/bot<token>``; a local server mirrors that."""
+        base = self.telegram_api_base_url
+        if base.endswith("/bot"):
+            return base[: -len("/bot")] + "/file/bot"
+        return base.rstrip("/") + "/file/bot"
+
+    def require_token(self) -> str:
+        """The bot token, or a :class:`SettingsError` saying exactly what to set."""
+        if self.telegram_bot_token is None:
+            raise SettingsError(f"TELEGRAM_BOT_TOKEN is not set: {BOTFATHER_HINT}.")
+        return self.telegram_bot_token.get()
+
+
+def _number(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, not {raw!r}.") from None
+    if not low <= value <= high:
+        raise SettingsError(f"{name} must be between {low} and {high}.")
+    return value
+
+
+def load_settings(
+    env: Mapping[str, str] | None = None, dotenv_path: Path | None = None
+) -> Settings:
+    """Read settings from ``env`` (default: ``.env`` overlaid by ``os.environ``) and validate."""
+    if env is None:
+        from_file = {
+            k: v for k, v in dotenv_values(dotenv_path or Path(".env")).items() if v is not None
+        }
+        env = {**from_file, **os.environ}
+
+    data_dir = Path(env.get("SAFERELAY_DATA_DIR", "").strip() or "./data").expanduser()
+
+    database_url = env.get("DATABASE_URL", "").strip()
+    if not database_url:
+        database_url = f"sqlite+aiosqlite:///{(data_dir / 'saferelay.db').resolve()}"
+    elif database_url.startswith("sqlite:///"):
+        database_url = "sqlite+aiosqlite:///" + database_url[len("sqlite:///") :]
+    if not database_url.startswith("sqlite+aiosqlite:///"):
+        raise SettingsError(
+            "DATABASE_URL must be an SQLite URL (sqlite:///path/to/file.db) in this version."
+        )
+
+    base_url = env.get("TELEGRAM_API_BASE_URL", "").strip() or TELEGRAM_API
+    if not re.match(r"^https?://[^/\s]+(/\S*)?$", base_url):
+        raise SettingsError(
+            "TELEGRAM_API_BASE_URL must be an http(s) URL such as "
+            f"{TELEGRAM_API} (the token is appended to it)."
+        )
+
+    token_raw = env.get("TELEGRAM_BOT_TOKEN", "").strip()
+    token: Secret | None = None
+    if token_raw:
+        if not _TOKEN_RE.match(token_raw):
+            raise SettingsError(
+                "TELEGRAM_BOT_TOKEN does not look like a bot token "
+                f"(digits, a colon, then letters): {BOTFATHER_HINT}."
+            )
+        token = Secret(token_raw)
+
+    passphrase_raw = env.get("SAFERELAY_PASSPHRASE", "")
+    return Settings(
+        data_dir=data_dir,
+        database_url=database_url,
+        telegram_api_base_url=base_url,
+        telegram_bot_token=token,
+        passphrase=Secret(passphrase_raw) if passphrase_raw else None,
+        checkin_timeout_minutes=_number(
+            env, "SAFERELAY_CHECKIN_TIMEOUT_MINUTES", 30.0, 0.01, 24 * 60
+        ),
+    )

@@ -1,0 +1,1 @@
+"""Telegram adapters: parse an update, call a service in bot/, render the reply."""

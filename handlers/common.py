@@ -1,0 +1,145 @@
+"""Enrolment, language, menu and the catch-alls every role shares."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+
+from telegram import Update
+from telegram.ext import (
+    Application,
+    CallbackQueryHandler,
+    CommandHandler,
+    MessageHandler,
+    TypeHandler,
+    filters,
+)
+
+from bot.i18n import language_from_telegram, t
+from bot.people import redeem_invite, set_language
+from handlers.access import answer_stranger, identify_sender
+from handlers.context import SafeContext
+from handlers.render import language_keyboard, member_menu, say, send
+
+log = logging.getLogger(__name__)
+
+
+async def start(update: Update, context: SafeContext) -> None:
+    """Enrol the sender with the invite in ``/start <token>``, or show the menu."""
+    user, message = update.effective_user, update.effective_message
+    if user is None or message is None or update.effective_chat is None:
+        return
+    if context.actor is not None:
+        await say(update, context, "already_enrolled")
+        return
+    token = context.args[0] if context.args else ""
+    core = context.core
+    async with core.sessions() as session, session.begin():
+        actor = await redeem_invite(
+            session,
+            core.secrets,
+            token,
+            telegram_user_id=user.id,
+            chat_id=update.effective_chat.id,
+            language=language_from_telegram(user.language_code),
+        )
+    if actor is None:
+        await answer_stranger(update, context)
+        return
+    log.info("enrolled a new %s", actor.role.value)
+    context.actor = actor
+    await say(update, context, "language_prompt", language_keyboard())
+
+
+async def choose_language(update: Update, context: SafeContext) -> None:
+    """Save the language picked on the buttons; greet a newcomer."""
+    query, actor = update.callback_query, context.require_actor()
+    if query is None or query.data is None:
+        return
+    language = query.data.removeprefix("lang:")
+    core = context.core
+    async with core.sessions() as session, session.begin():
+        await set_language(session, actor.person_id, language)
+    await query.answer()
+    first_time = not actor.language_chosen
+    context.actor = actor = replace(actor, language=language, language_chosen=True)
+    await query.edit_message_text(t(language, "language_saved"))
+    if not first_time:
+        return
+    if actor.is_member:
+        lines = [
+            t(language, k, pseudonym=actor.pseudonym)
+            for k in ("welcome_name", "welcome_kept", "welcome_clears", "welcome_help")
+        ]
+        await send(update, context, "\n".join(lines), member_menu(language))
+    else:
+        role = t(language, f"role_{actor.role.value}")
+        await say(update, context, "staff_enrolled", role=role, pseudonym=actor.pseudonym)
+        await say(update, context, "staff_help")
+
+
+async def ask_language(update: Update, context: SafeContext) -> None:
+    """Show the language buttons."""
+    if update.callback_query is not None:
+        await update.callback_query.answer()
+    await say(update, context, "language_prompt", language_keyboard())
+
+
+async def show_menu(update: Update, context: SafeContext) -> None:
+    """Show the sender's buttons (members) or commands (staff)."""
+    actor = context.require_actor()
+    if actor.is_member:
+        await say(update, context, "menu_title", member_menu(actor.language))
+    else:
+        await say(update, context, "staff_help")
+
+
+async def nothing_to_cancel(update: Update, context: SafeContext) -> None:
+    """Answer /cancel outside any flow."""
+    await say(update, context, "nothing_to_cancel")
+
+
+async def stale_button(update: Update, context: SafeContext) -> None:
+    """Answer a button that belongs to no running flow (old message or forged data)."""
+    query = update.callback_query
+    if query is not None:
+        await query.answer(t(context.require_actor().language, "stale_button"))
+
+
+async def not_understood(update: Update, context: SafeContext) -> None:
+    """Point anything else at the menu."""
+    await say(update, context, "not_understood")
+
+
+async def on_error(update: object, context: SafeContext) -> None:
+    """Log the failure without content and tell the person, kindly, in their language."""
+    error = context.error
+    # Only the type and where it happened: an exception's text can carry message content.
+    log.error(
+        "handler failed: %s",
+        type(error).__name__,
+        exc_info=(type(error), error, error.__traceback__) if error else None,
+    )
+    if isinstance(update, Update) and update.effective_chat is not None:
+        try:
+            await say(update, context, "error")
+        except Exception as exc:  # the error reply itself failed; nothing more to do
+            log.warning("could not send the error reply: %s", type(exc).__name__)
+
+
+def register(app: Application) -> None:  # type: ignore[type-arg]
+    """Access control first, then shared commands. Area modules add theirs in group 0."""
+    app.add_handler(TypeHandler(Update, identify_sender), group=-1)
+    app.add_handler(CommandHandler("start", start))
+    app.add_handler(CommandHandler("menu", show_menu))
+    app.add_handler(CommandHandler("language", ask_language))
+    app.add_handler(CallbackQueryHandler(choose_language, pattern=r"^lang:(ko|en|zh)$"))
+    app.add_handler(CallbackQueryHandler(ask_language, pattern=r"^menu:language$"))
+    app.add_error_handler(on_error)
+
+
+def register_fallbacks(app: Application) -> None:  # type: ignore[type-arg]
+    """Catch-alls, added after every area so they only see what nobody else took."""
+    app.add_handler(CommandHandler("cancel", nothing_to_cancel))
+    app.add_handler(CallbackQueryHandler(stale_button))
+    app.add_handler(MessageHandler(filters.UpdateType.MESSAGE, not_understood))

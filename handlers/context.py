@@ -1,0 +1,38 @@
+"""The callback context every handler gets: the wiring (core) and the identified sender."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from telegram.ext import Application, CallbackContext, ExtBot
+
+from bot.core import Core
+from bot.people import Actor
+
+CORE_KEY = "core"
+
+
+class SafeContext(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], dict[Any, Any]]):
+    """PTB builds one context per update and reuses it across handler groups, so the
+    access-control handler in group -1 can leave the sender here for the others."""
+
+    def __init__(
+        self,
+        application: Application[Any, Any, Any, Any, Any, Any],
+        chat_id: int | None = None,
+        user_id: int | None = None,
+    ) -> None:
+        super().__init__(application=application, chat_id=chat_id, user_id=user_id)
+        self.actor: Actor | None = None
+
+    @property
+    def core(self) -> Core:
+        core = self.application.bot_data[CORE_KEY]
+        assert isinstance(core, Core)
+        return core
+
+    def require_actor(self) -> Actor:
+        """The sender; access control guarantees one for every handler after group -1."""
+        if self.actor is None:
+            raise PermissionError("no enrolled sender for this update")
+        return self.actor

@@ -1,0 +1,64 @@
+"""Sending replies: one place for language, protect_content and keyboards."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
+
+from bot.i18n import LANGUAGE_NAMES, LANGUAGES, language_from_telegram, t
+from handlers.context import SafeContext
+
+
+def keyboard(rows: Sequence[Sequence[tuple[str, str]]]) -> InlineKeyboardMarkup:
+    """Inline keyboard from rows of (label, callback data)."""
+    return InlineKeyboardMarkup(
+        [[InlineKeyboardButton(label, callback_data=data) for label, data in row] for row in rows]
+    )
+
+
+def language_keyboard() -> InlineKeyboardMarkup:
+    return keyboard([[(LANGUAGE_NAMES[code], f"lang:{code}") for code in LANGUAGES]])
+
+
+def member_menu(language: str) -> InlineKeyboardMarkup:
+    return keyboard(
+        [
+            [(t(language, "menu_checkin"), "menu:checkin")],
+            [(t(language, "menu_language"), "menu:language")],
+        ]
+    )
+
+
+async def send(
+    update: Update,
+    context: SafeContext,
+    text: str,
+    markup: InlineKeyboardMarkup | None = None,
+) -> Message | None:
+    """Send ``text`` to the chat of this update. Content is protected from forwarding and
+    saving: a member's phone may be inspected, and a forwarded copy outlives the chat."""
+    chat = update.effective_chat
+    if chat is None:
+        return None
+    return await context.bot.send_message(
+        chat_id=chat.id, text=text, reply_markup=markup, protect_content=True
+    )
+
+
+async def say(
+    update: Update,
+    context: SafeContext,
+    key: str,
+    markup: InlineKeyboardMarkup | None = None,
+    **values: object,
+) -> Message | None:
+    """Send the catalogue entry ``key`` in the sender's language."""
+    return await send(update, context, t(language_of(update, context), key, **values), markup)
+
+
+def language_of(update: Update, context: SafeContext) -> str:
+    if context.actor is not None:
+        return context.actor.language
+    user = update.effective_user
+    return language_from_telegram(user.language_code if user else None)

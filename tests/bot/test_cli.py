@@ -1,0 +1,167 @@
+"""The saferelay command as a coordinator uses it, in a subprocess with a clean environment."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.i18n import t
+from tests.fakebot import FakeBotApi
+
+PASSPHRASE = "a coordinator's long passphrase"
+
+
+def env_for(tmp_path: Path, **extra: str) -> dict[str, str]:
+    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "SYSTEMROOT")}
+    return {**keep, "SAFERELAY_DATA_DIR": str(tmp_path / "data"), **extra}
+
+
+def saferelay(tmp_path: Path, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args],
+        cwd=tmp_path,
+        env=env_for(tmp_path, **extra),
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.fixture
+def initialised(tmp_path: Path) -> Path:
+    result = saferelay(tmp_path, "init", SAFERELAY_PASSPHRASE=PASSPHRASE)
+    assert result.returncode == 0, result.stderr
+    return tmp_path
+
+
+def test_init_creates_private_keys_and_schema_once(initialised: Path) -> None:
+    data = initialised / "data"
+    secrets = data / "secrets"
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    for name in ("server.json", "team.key"):
+        assert stat.S_IMODE((secrets / name).stat().st_mode) == 0o600
+    assert stat.S_IMODE((data / "saferelay.db").stat().st_mode) == 0o600
+    before = {p: p.read_bytes() for p in secrets.iterdir()}
+
+    again = saferelay(initialised, "init", SAFERELAY_PASSPHRASE="a different passphrase")
+    assert again.returncode == 0
+    assert "nothing changed" in again.stdout
+    assert {p: p.read_bytes() for p in secrets.iterdir()} == before
+
+
+def test_init_without_terminal_or_passphrase_says_what_to_set(tmp_path: Path) -> None:
+    result = saferelay(tmp_path, "init")
+    assert result.returncode == 2
+    assert "SAFERELAY_PASSPHRASE" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "data" / "secrets" / "team.key").exists()
+
+
+def test_init_refuses_to_replace_a_lost_half(initialised: Path) -> None:
+    (initialised / "data" / "secrets" / "server.json").unlink()
+    result = saferelay(initialised, "init", SAFERELAY_PASSPHRASE=PASSPHRASE)
+    assert result.returncode == 2
+    assert "Refusing to make new keys" in result.stderr
+
+
+def test_invite_prints_the_bare_token_last(initialised: Path) -> None:
+    result = saferelay(initialised, "invite", "--role", "member", "--hours", "5")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert len(lines[-1]) >= 32 and " " not in lines[-1]
+    assert "member" in lines[0]
+
+
+def test_invite_before_init_and_bad_hours_are_explained(tmp_path: Path) -> None:
+    result = saferelay(tmp_path, "invite", "--role", "admin")
+    assert result.returncode == 2 and "saferelay init" in result.stderr
+    (tmp_path / "data").mkdir()
+
+
+def test_invite_rejects_an_unknown_role(initialised: Path) -> None:
+    result = saferelay(initialised, "invite", "--role", "owner")
+    assert result.returncode == 2
+    assert "invalid choice" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("token", "expected"),
+    [(None, "TELEGRAM_BOT_TOKEN is not set"), ("not-a-token", "does not look like a bot token")],
+)
+def test_run_without_a_good_token_names_the_variable(
+    initialised: Path, token: str | None, expected: str
+) -> None:
+    extra = {"TELEGRAM_BOT_TOKEN": token} if token else {}
+    result = saferelay(initialised, "run", **extra)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0] and "BotFather" in lines[0]
+    if token:
+        assert token not in result.stderr
+
+
+def test_token_from_dotenv_file(initialised: Path) -> None:
+    (initialised / ".env").write_text("TELEGRAM_BOT_TOKEN=broken\n")
+    result = saferelay(initialised, "run")
+    assert "does not look like a bot token" in result.stderr
+
+
+def test_report_with_wrong_passphrase_fails_clearly(initialised: Path) -> None:
+    result = saferelay(initialised, "report", SAFERELAY_PASSPHRASE="not the right one")
+    assert result.returncode == 2
+    assert result.stderr.strip() == "saferelay: That passphrase does not unlock the team key."
+
+
+async def test_run_enrols_an_admin_against_a_local_bot_api_and_stops_on_ctrl_c(
+    initialised: Path, api: FakeBotApi
+) -> None:
+    extra = {"TELEGRAM_BOT_TOKEN": api.token, "TELEGRAM_API_BASE_URL": api.base_url}
+    # Given an invite link from the shell (the username comes from the Bot API)
+    invite = await asyncio.to_thread(saferelay, initialised, "invite", "--role", "admin", **extra)
+    assert f"https://t.me/{api.bot_username}?start=" in invite.stdout
+    token = invite.stdout.strip().splitlines()[-1]
+    # When the bot runs and the coordinator opens the link
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        "run",
+        cwd=initialised,
+        env=env_for(initialised, **extra),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        coordinator = api.user(91234567, "Coordinator", language_code="en")
+        await coordinator.send_command("start", token)
+        await coordinator.wait_for_message(t("en", "language_prompt"), timeout=30)
+        await coordinator.press("English")
+        await coordinator.wait_for_message("You are set up as admin", timeout=10)
+    finally:
+        # Then Ctrl-C stops it cleanly
+        process.send_signal(signal.SIGINT)
+        _, stderr = await asyncio.wait_for(process.communicate(), timeout=30)
+    assert process.returncode == 0, stderr.decode()
+    log = stderr.decode()
+    assert "Traceback" not in log
+    assert api.token not in log and "91234567" not in log
+    assert any(c.method == "setMyCommands" for c in api.calls)
+
+
+def test_python_dash_m_bot_shows_help() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bot", "--help"], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0
+    for command in ("init", "invite", "run", "report"):
+        assert command in result.stdout

@@ -1,0 +1,124 @@
+"""Shared fixtures: a fresh data directory per test, a fast KDF, the real bot against the
+local fake Bot API server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nacl.pwhash
+import pytest
+
+from bot.app import SafeApplication, build_application
+from bot.logs import configure_logging
+from bot.people import create_invite
+from bot.settings import Settings, load_settings
+from crypto.boxes import TeamOpener
+from crypto.keyfile import KdfCost
+from crypto.keystore import SecretsDir
+from storage.models import Role
+from tests.fakebot import FakeBotApi, FakeUser
+
+# Argon2id at its minimum cost: for tests only (production: MODERATE, ~1 s and 256 MiB).
+FAST_KDF = KdfCost(nacl.pwhash.argon2id.OPSLIMIT_MIN, nacl.pwhash.argon2id.MEMLIMIT_MIN)
+PASSPHRASE = "test passphrase for the team"
+LANGUAGE_BUTTON = {"ko": "한국어", "en": "English", "zh": "中文"}
+
+
+def make_settings(data_dir: Path, api: FakeBotApi | None = None, **extra: str) -> Settings:
+    env = {"SAFERELAY_DATA_DIR": str(data_dir), **extra}
+    if api is not None:
+        env |= {"TELEGRAM_BOT_TOKEN": api.token, "TELEGRAM_API_BASE_URL": api.base_url}
+    return load_settings(env)
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    path = tmp_path / "data"
+    SecretsDir(path / "secrets").create(PASSPHRASE, FAST_KDF)
+    return path
+
+
+@pytest.fixture
+async def api() -> AsyncIterator[FakeBotApi]:
+    async with FakeBotApi() as server:
+        yield server
+
+
+@dataclass
+class RunningBot:
+    """The real Application, polling the fake server, with its log output captured."""
+
+    api: FakeBotApi
+    app: SafeApplication
+    settings: Settings
+    log: io.StringIO
+
+    @property
+    def core(self) -> Any:
+        return self.app.bot_data["core"]
+
+    def opener(self) -> TeamOpener:
+        return SecretsDir(self.settings.secrets_dir).unlock(PASSPHRASE)
+
+    async def invite(self, role: Role = Role.MEMBER, *, hours: int = 72) -> str:
+        async with self.core.sessions() as session, session.begin():
+            token: str = await create_invite(session, self.core.secrets, role, hours=hours)
+        return token
+
+    async def enrol(
+        self,
+        user: FakeUser,
+        role: Role = Role.MEMBER,
+        language: str = "ko",
+        *,
+        token: str | None = None,
+    ) -> None:
+        """Drive a newcomer through the invite link and the language buttons."""
+        await user.send_command("start", token or await self.invite(role))
+        label = LANGUAGE_BUTTON[language]
+        await self.api.wait_for(
+            lambda: any(text == label for m in user.inbox() for text, _ in m.buttons())
+        )
+        await user.press(label)
+        await self.api.wait_idle()
+
+
+async def start_bot(api: FakeBotApi, settings: Settings) -> SafeApplication:
+    """What run_polling does, step by step, without taking over the event loop."""
+    app = build_application(settings)
+    await app.initialize()
+    assert app.post_init is not None
+    await app.post_init(app)
+    await app.start()
+    assert app.updater is not None
+    await app.updater.start_polling(poll_interval=0.0, timeout=1)
+    return app
+
+
+async def stop_bot(app: SafeApplication) -> None:
+    assert app.updater is not None
+    if app.updater.running:
+        await app.updater.stop()
+    if app.running:
+        await app.stop()
+    await app.shutdown()
+    assert app.post_shutdown is not None
+    await app.post_shutdown(app)
+
+
+@pytest.fixture
+async def bot(api: FakeBotApi, data_dir: Path) -> AsyncIterator[RunningBot]:
+    log = io.StringIO()
+    handler = configure_logging(logging.DEBUG, log)
+    settings = make_settings(data_dir, api)
+    app = await start_bot(api, settings)
+    try:
+        yield RunningBot(api=api, app=app, settings=settings, log=log)
+    finally:
+        await stop_bot(app)
+        logging.getLogger().removeHandler(handler)

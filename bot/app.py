@@ -6,6 +6,7 @@ import logging
 from typing import Any, TypeAlias
 
 from telegram import BotCommand
+from telegram.error import TelegramError
 from telegram.ext import Application, ApplicationBuilder, ContextTypes
 
 from bot.core import Core
@@ -39,12 +40,16 @@ async def _post_init(app: SafeApplication) -> None:
     core: Core = app.bot_data[CORE_KEY]
     if await migrate(core.engine):
         log.info("database schema brought up to date")
-    for language in LANGUAGES:
-        # Korean is also the default for users whose Telegram language we do not offer.
-        code = None if language == DEFAULT_LANGUAGE else language
-        commands = [BotCommand(c, t(language, f"command_{c}")) for c in COMMANDS]
-        await app.bot.set_my_commands(commands, language_code=code)
-        await app.bot.set_my_description(t(language, "bot_description"), language_code=code)
+    try:
+        for language in LANGUAGES:
+            # Korean is also the default for users whose Telegram language we do not offer.
+            code = None if language == DEFAULT_LANGUAGE else language
+            commands = [BotCommand(c, t(language, f"command_{c}")) for c in COMMANDS]
+            await app.bot.set_my_commands(commands, language_code=code)
+            await app.bot.set_my_description(t(language, "bot_description"), language_code=code)
+    except TelegramError as exc:
+        # The command menu is a convenience; a Bot API server without it must not stop us.
+        log.warning("could not set the command menu: %s", type(exc).__name__)
     log.info("bot ready")
 
 

@@ -7,6 +7,7 @@ step seals them to the team key, so a half-finished check-in leaves nothing on d
 from __future__ import annotations
 
 import logging
+import warnings
 from typing import Any
 
 from telegram import Update
@@ -18,6 +19,7 @@ from telegram.ext import (
     MessageHandler,
     filters,
 )
+from telegram.warnings import PTBUserWarning
 
 from bot.checkins import NOTE_LIMIT, CheckInAnswers, record_checkin
 from bot.i18n import t
@@ -159,28 +161,31 @@ async def expire_checkin(update: Update, context: SafeContext) -> None:
 
 def register(app: Application) -> None:  # type: ignore[type-arg]
     timeout = app.bot_data["core"].settings.checkin_timeout_minutes * 60
-    entry = [
-        CommandHandler("checkin", start_checkin),
-        CallbackQueryHandler(start_checkin, pattern=r"^menu:checkin$"),
-    ]
     typed: Any = MessageHandler(filters.UpdateType.MESSAGE & ~filters.COMMAND, remind_buttons)
-    checkin = ConversationHandler(
-        entry_points=entry,  # type: ignore[arg-type]
-        states={
-            HEALTH: [CallbackQueryHandler(answer_health, pattern=r"^ci:h:[1-5]$"), typed],
-            THREAT: [CallbackQueryHandler(answer_threat, pattern=r"^ci:t:(yes|no)$"), typed],
-            NOTE: [
-                CallbackQueryHandler(answer_note, pattern=r"^ci:skip$"),
-                MessageHandler(filters.UpdateType.MESSAGE & ~filters.COMMAND, answer_note),
+    # per_message=False on purpose: one check-in per member, whose buttons are edited in
+    # place. PTB warns that buttons are then not tracked per message, which is what we want.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "If 'per_message=False'", PTBUserWarning)
+        checkin: Any = ConversationHandler(
+            entry_points=[
+                CommandHandler("checkin", start_checkin),
+                CallbackQueryHandler(start_checkin, pattern=r"^menu:checkin$"),
             ],
-            ConversationHandler.TIMEOUT: [
-                MessageHandler(filters.ALL, expire_checkin),
-                CallbackQueryHandler(expire_checkin),
-            ],
-        },
-        fallbacks=[CommandHandler("cancel", cancel_checkin)],
-        allow_reentry=True,
-        conversation_timeout=timeout,
-        name="checkin",
-    )
+            states={
+                HEALTH: [CallbackQueryHandler(answer_health, pattern=r"^ci:h:[1-5]$"), typed],
+                THREAT: [CallbackQueryHandler(answer_threat, pattern=r"^ci:t:(yes|no)$"), typed],
+                NOTE: [
+                    CallbackQueryHandler(answer_note, pattern=r"^ci:skip$"),
+                    MessageHandler(filters.UpdateType.MESSAGE & ~filters.COMMAND, answer_note),
+                ],
+                ConversationHandler.TIMEOUT: [
+                    MessageHandler(filters.ALL, expire_checkin),
+                    CallbackQueryHandler(expire_checkin),
+                ],
+            },
+            fallbacks=[CommandHandler("cancel", cancel_checkin)],
+            allow_reentry=True,
+            conversation_timeout=timeout,
+            name="checkin",
+        )
     app.add_handler(checkin)

@@ -1,0 +1,56 @@
+"""The yearly survey figures can be reproduced from sealed check-ins, with the team key."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from bot.checkins import CheckInAnswers, record_checkin
+from bot.reports import yearly_wellbeing
+from crypto.keystore import SecretsDir
+from storage.db import make_engine, make_sessionmaker, migrate
+from storage.models import Person, Role, new_id
+from tests.conftest import PASSPHRASE
+
+
+async def test_yearly_mean_health_and_threat_share(data_dir: Path) -> None:
+    # Given five members per year, answering as the organisation's survey did
+    secrets_dir = SecretsDir(data_dir / "secrets")
+    keys = secrets_dir.load()
+    engine = make_engine(f"sqlite+aiosqlite:///{data_dir / 'r.db'}")
+    await migrate(engine)
+    sessions = make_sessionmaker(engine)
+    answers = {
+        2014: [(1, True), (2, False), (2, True), (2, False), (2, True)],  # 1.80, 60 %
+        2018: [(3, True), (3, True), (3, True), (3, True), (2, False), (4, True)],
+    }
+    async with sessions() as session, session.begin():
+        people = []
+        for n in range(6):
+            person = Person(
+                id=new_id(),
+                tg_lookup=bytes([n]) * 32,
+                chat_ref=b"x",
+                role=Role.MEMBER.value,
+                pseudonym=f"P {n}",
+                language="ko",
+            )
+            session.add(person)
+            people.append(person.id)
+        await session.flush()
+        for year, rows in answers.items():
+            for n, (health, threat) in enumerate(rows):
+                at = datetime(year, 3, 1 + n, tzinfo=UTC)
+                await record_checkin(
+                    session, keys.team_sealer, people[n], CheckInAnswers(health, threat), at=at
+                )
+    # When the coordinator opens them with the passphrase
+    async with sessions() as session:
+        rows = await yearly_wellbeing(session, secrets_dir.unlock(PASSPHRASE))
+    await engine.dispose()
+    # Then the figures are the survey's
+    assert [(y, m, c) for y, m, c, _, _ in rows] == [(2014, 5, 5), (2018, 6, 6)]
+    assert rows[0][3] == pytest.approx(1.80) and rows[0][4] == pytest.approx(0.60)
+    assert rows[1][3] == pytest.approx(3.0) and rows[1][4] == pytest.approx(5 / 6)

@@ -51,10 +51,10 @@ def alembic_config(url: str) -> Config:
     return config
 
 
-def _upgrade(connection: Connection, url: str) -> None:
+def _upgrade(connection: Connection, url: str, revision: str = "head") -> None:
     config = alembic_config(url)
     config.attributes["connection"] = connection
-    command.upgrade(config, "head")
+    command.upgrade(config, revision)
 
 
 def _current_revision(connection: Connection) -> str | None:
@@ -70,12 +70,26 @@ async def current_revision(engine: AsyncEngine) -> str | None:
         return await connection.run_sync(_current_revision)
 
 
-async def migrate(engine: AsyncEngine) -> bool:
+async def migrate(engine: AsyncEngine, revision: str = "head") -> bool:
     """Bring the schema to the newest revision. Returns whether anything changed."""
     url = engine.url.render_as_string(hide_password=False)
     before = await current_revision(engine)
-    if before == head_revision(url):
+    if before == (head_revision(url) if revision == "head" else revision):
         return False
-    async with engine.begin() as connection:
-        await connection.run_sync(_upgrade, url)
+    sqlite = engine.dialect.name == "sqlite"
+    async with engine.connect() as connection:
+        # SQLite alters a table by copying it and dropping the old one; with foreign keys on,
+        # that drop would cascade and delete every child row (check-ins, cases...). The
+        # pragma only takes effect outside a transaction, hence the commit around it.
+        if sqlite:
+            await connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            await connection.commit()
+        try:
+            await connection.run_sync(_upgrade, url, revision)
+            await connection.commit()
+        finally:
+            if sqlite:
+                await connection.rollback()
+                await connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+                await connection.commit()
     return True

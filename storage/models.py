@@ -102,6 +102,13 @@ class Person(Base):
     )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # Staff only: the name members see on replies, under the server box (a caseworker's
+    # chosen name can identify them too).
+    display_name: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    # Members only: the caseworker (or admin) who invited them and gets their alerts.
+    caseworker_id: Mapped[str | None] = mapped_column(
+        ForeignKey("people.id", ondelete="SET NULL"), nullable=True
+    )
 
 
 class Invite(Base):
@@ -131,3 +138,114 @@ class CheckIn(Base):
     person_id: Mapped[str] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     sealed: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class CaseStatus(enum.StrEnum):
+    OPEN = "open"
+    CLAIMED = "claimed"
+    RESOLVED = "resolved"
+
+
+class Case(Base):
+    """A help request. Three copies of what the member asked, each for one reader:
+
+    - ``sealed`` (team key): category, urgency and text, kept for the record;
+    - ``brief`` (server box): category and urgency, while the case is not resolved, so the
+      bot can route, list and escalate it; cleared on resolve;
+    - the alert texts in the outbox (server box), deleted once sent.
+
+    ``escalate_at`` is in the clear because the sweep must find it: it tells that a case is
+    urgent and unclaimed, never what it is about.
+    """
+
+    __tablename__ = "cases"
+    __table_args__ = (
+        CheckConstraint("status IN ('open', 'claimed', 'resolved')", name="status"),
+        Index(None, "status", "escalate_at"),
+        Index(None, "member_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True, default=new_id)
+    member_id: Mapped[str] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(16), default=CaseStatus.OPEN.value)
+    claimed_by: Mapped[str | None] = mapped_column(
+        ForeignKey("people.id", ondelete="SET NULL"), nullable=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    escalate_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    escalations: Mapped[int] = mapped_column(default=0)
+    sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    brief: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+
+
+class Note(Base):
+    """One relayed message, either direction, sealed to the team key."""
+
+    __tablename__ = "notes"
+    __table_args__ = (Index(None, "member_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True, default=new_id)
+    member_id: Mapped[str] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"))
+    staff_id: Mapped[str | None] = mapped_column(
+        ForeignKey("people.id", ondelete="SET NULL"), nullable=True
+    )
+    from_member: Mapped[bool] = mapped_column()
+    case_id: Mapped[str | None] = mapped_column(
+        ForeignKey("cases.id", ondelete="SET NULL"), nullable=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    sealed: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Delivered(Base):
+    """A message the outbox delivered to a staff member about a member (alert or relay).
+
+    It is what makes a Telegram reply routable, and what proves a caseworker was told about
+    a case: (staff, Telegram message id) -> member and case. Message ids are per-chat
+    counters, not identities.
+    """
+
+    __tablename__ = "delivered"
+    __table_args__ = (
+        Index(None, "staff_id", "message_id", unique=True),
+        Index(None, "case_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True, default=new_id)
+    staff_id: Mapped[str] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"))
+    message_id: Mapped[int] = mapped_column()
+    member_id: Mapped[str] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"))
+    case_id: Mapped[str | None] = mapped_column(
+        ForeignKey("cases.id", ondelete="CASCADE"), nullable=True
+    )
+    kind: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class OutboxStatus(enum.StrEnum):
+    PENDING = "pending"
+    FAILED = "failed"
+
+
+class OutboxItem(Base):
+    """A message the bot sends on its own initiative, written in the same transaction as
+    the event that caused it. ``payload`` is under the server box (the sender must read it);
+    the row is deleted once Telegram accepted the message, so no readable copy lingers."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        CheckConstraint("status IN ('pending', 'failed')", name="status"),
+        Index(None, "status", "due_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True, default=new_id)
+    recipient_id: Mapped[str] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(16), default=OutboxStatus.PENDING.value)
+    priority: Mapped[int] = mapped_column(default=1)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    attempts: Mapped[int] = mapped_column(default=0)
+    last_error: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    payload: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)

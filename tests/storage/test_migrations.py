@@ -39,3 +39,30 @@ async def test_sqlite_runs_in_wal_mode_with_secure_delete(tmp_path: Path) -> Non
         assert (await connection.execute(text("PRAGMA secure_delete"))).scalar() == 1
         assert (await connection.execute(text("PRAGMA foreign_keys"))).scalar() == 1
     await engine.dispose()
+
+
+async def test_upgrading_keeps_existing_rows(tmp_path: Path) -> None:
+    # Given a database at the first revision with a person and a check-in
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'u.db'}")
+    await migrate(engine, "0001")
+    async with engine.begin() as connection:
+        await connection.execute(
+            text(
+                "INSERT INTO people (id, tg_lookup, chat_ref, role, pseudonym, language, "
+                "language_chosen, created_at) VALUES ('p1', x'00', x'00', 'member', 'A B 10', "
+                "'ko', 1, '2026-01-01 00:00:00')"
+            )
+        )
+        await connection.execute(
+            text(
+                "INSERT INTO checkins (id, person_id, created_at, sealed) "
+                "VALUES ('c1', 'p1', '2026-01-01 00:00:00', x'00')"
+            )
+        )
+    # When it is upgraded (SQLite rebuilds the people table to add columns)
+    assert await migrate(engine) is True
+    # Then nothing was lost to a cascading delete, and foreign keys are back on
+    async with engine.connect() as connection:
+        assert (await connection.execute(text("SELECT count(*) FROM checkins"))).scalar() == 1
+        assert (await connection.execute(text("PRAGMA foreign_keys"))).scalar() == 1
+    await engine.dispose()

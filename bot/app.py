@@ -9,12 +9,14 @@ from telegram import BotCommand
 from telegram.error import TelegramError
 from telegram.ext import Application, ApplicationBuilder, ContextTypes
 
+from bot.cases import escalate_due
 from bot.core import Core
+from bot.delivery import Sender
 from bot.i18n import DEFAULT_LANGUAGE, LANGUAGES, t
 from bot.settings import Settings
 from crypto.keystore import SecretsDir
-from handlers import common, member
-from handlers.context import CORE_KEY, SafeContext
+from handlers import common, member, staff
+from handlers.context import CORE_KEY, SENDER_KEY, SafeContext
 from storage.db import make_engine, make_sessionmaker, migrate
 
 log = logging.getLogger(__name__)
@@ -50,7 +52,29 @@ async def _post_init(app: SafeApplication) -> None:
     except TelegramError as exc:
         # The command menu is a convenience; a Bot API server without it must not stop us.
         log.warning("could not set the command menu: %s", type(exc).__name__)
+    sender = Sender(core, app.bot)
+    app.bot_data[SENDER_KEY] = sender
+    sender.start()
+    assert app.job_queue is not None
+    interval = core.settings.sweep_seconds
+    app.job_queue.run_repeating(_sweep, interval=interval, first=interval, name="sweep")
     log.info("bot ready")
+
+
+async def _sweep(context: SafeContext) -> None:
+    """Periodic: act on deadlines kept in the database (escalations), so a restart loses none."""
+    core = context.core
+    async with core.sessions() as session, session.begin():
+        escalated = await escalate_due(session, core)
+    if escalated:
+        log.info("escalated %d unclaimed urgent request(s)", escalated)
+        context.wake_outbox()
+
+
+async def _post_stop(app: SafeApplication) -> None:
+    sender = app.bot_data.get(SENDER_KEY)
+    if sender is not None:
+        await sender.stop()
 
 
 async def _post_shutdown(app: SafeApplication) -> None:
@@ -68,11 +92,13 @@ def build_application(settings: Settings, core: Core | None = None) -> SafeAppli
         .base_file_url(settings.telegram_file_base_url)
         .context_types(ContextTypes(context=SafeContext))
         .post_init(_post_init)
+        .post_stop(_post_stop)
         .post_shutdown(_post_shutdown)
         .build()
     )
     app.bot_data[CORE_KEY] = core
     common.register(app)
     member.register(app)
+    staff.register(app)
     common.register_fallbacks(app)
     return app

@@ -13,7 +13,12 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.alerts import recipients_for, reply_button
+from bot.delivery import Link, Outgoing, enqueue
+from bot.i18n import t
+from bot.people import active_person
 from crypto.boxes import RecordPlace, TeamOpener, TeamSealer
+from crypto.keystore import ServerSecrets
 from storage.models import CheckIn, new_id, utcnow
 
 HEALTH_SCALE = range(1, 6)  # 1 = extremely unhealthy ... 5 = extremely healthy
@@ -40,6 +45,11 @@ class CheckInAnswers:
     def __repr__(self) -> str:
         # Never let answers reach a log line through a repr.
         return "CheckInAnswers(<sealed>)"
+
+    @property
+    def worrying(self) -> bool:
+        """Answers a caseworker should hear about: poor health, a threat, or any note."""
+        return self.health <= 2 or self.threat or self.note is not None
 
     def to_bytes(self) -> bytes:
         payload = {
@@ -94,3 +104,33 @@ async def checkins_of(session: AsyncSession, person_id: str) -> list[CheckIn]:
         select(CheckIn).where(CheckIn.person_id == person_id).order_by(CheckIn.created_at)
     )
     return list(result)
+
+
+async def submit_checkin(
+    session: AsyncSession, keys: ServerSecrets, person_id: str, answers: CheckInAnswers
+) -> str:
+    """Store a check-in and, if it is worrying, alert the member's caseworker (or all staff)."""
+    checkin_id = await record_checkin(session, keys.team_sealer, person_id, answers)
+    member = await active_person(session, person_id)
+    if member is None or not answers.worrying:
+        return checkin_id
+    for staff in await recipients_for(session, member):
+        lang = staff.language
+        lines = [
+            t(
+                lang,
+                "alert_checkin",
+                pseudonym=member.pseudonym,
+                health=answers.health,
+                threat=t(lang, "yes" if answers.threat else "no"),
+            )
+        ]
+        if answers.note:
+            lines.append(t(lang, "alert_checkin_note", note=answers.note))
+        enqueue(
+            session,
+            keys,
+            staff.id,
+            Outgoing("\n".join(lines), reply_button(lang), link=Link(member.id, None, "checkin")),
+        )
+    return checkin_id

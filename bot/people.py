@@ -6,7 +6,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crypto.boxes import RecordPlace
@@ -29,6 +29,7 @@ class Actor:
     pseudonym: str
     language: str
     language_chosen: bool
+    display_name: str | None = None  # staff: the name members see on replies
 
     @property
     def is_member(self) -> bool:
@@ -38,18 +39,42 @@ class Actor:
     def is_staff(self) -> bool:
         return self.role in (Role.ADMIN, Role.CASEWORKER)
 
+    @property
+    def is_admin(self) -> bool:
+        return self.role is Role.ADMIN
+
+    @property
+    def shown_name(self) -> str:
+        """What others see: a staff member's chosen name, else the pseudonym."""
+        return self.display_name or self.pseudonym
+
 
 def chat_place(person_id: str) -> RecordPlace:
     return RecordPlace("people", "chat_ref", person_id)
 
 
-def _actor(person: Person) -> Actor:
+def name_place(person_id: str) -> RecordPlace:
+    return RecordPlace("people", "display_name", person_id)
+
+
+def display_name_of(person: Person, keys: ServerSecrets) -> str | None:
+    if person.display_name is None:
+        return None
+    return keys.server_box.open(person.display_name, name_place(person.id)).decode("utf-8")
+
+
+def shown_name_of(person: Person, keys: ServerSecrets) -> str:
+    return display_name_of(person, keys) or person.pseudonym
+
+
+def actor_of(person: Person, keys: ServerSecrets) -> Actor:
     return Actor(
         person_id=person.id,
         role=Role(person.role),
         pseudonym=person.pseudonym,
         language=person.language,
         language_chosen=person.language_chosen,
+        display_name=display_name_of(person, keys),
     )
 
 
@@ -63,7 +88,7 @@ async def find_actor(
             Person.revoked_at.is_(None),
         )
     )
-    return _actor(person) if person is not None else None
+    return actor_of(person, keys) if person is not None else None
 
 
 async def create_invite(
@@ -152,11 +177,14 @@ async def redeem_invite(
         language=language if language in LANGUAGES else "ko",
         language_chosen=False,
         invited_by=created_by,
+        # A member's alerts go to the staff member who invited them; a member invited from
+        # the shell has no caseworker yet, so every caseworker and admin is told.
+        caseworker_id=created_by if role is Role.MEMBER else None,
         created_at=at,
     )
     session.add(person)
     await session.flush()
-    return _actor(person)
+    return actor_of(person, keys)
 
 
 async def set_language(session: AsyncSession, person_id: str, language: str) -> None:
@@ -175,3 +203,44 @@ async def chat_id_of(session: AsyncSession, keys: ServerSecrets, person_id: str)
     if chat_ref is None:
         return None
     return keys.server_box.open_int(chat_ref, chat_place(person_id))
+
+
+async def set_display_name(
+    session: AsyncSession, keys: ServerSecrets, person_id: str, name: str
+) -> None:
+    sealed = keys.server_box.seal(name.encode("utf-8"), name_place(person_id))
+    await session.execute(update(Person).where(Person.id == person_id).values(display_name=sealed))
+
+
+async def active_person(session: AsyncSession, person_id: str | None) -> Person | None:
+    if person_id is None:
+        return None
+    person = await session.get(Person, person_id)
+    return person if person is not None and person.revoked_at is None else None
+
+
+async def active_staff(session: AsyncSession) -> list[Person]:
+    result = await session.scalars(
+        select(Person)
+        .where(Person.role.in_(("admin", "caseworker")), Person.revoked_at.is_(None))
+        .order_by(Person.created_at)
+    )
+    return list(result)
+
+
+async def find_by_name(session: AsyncSession, keys: ServerSecrets, name: str) -> Person | None:
+    """An active person by pseudonym or staff display name (case-insensitive)."""
+    wanted = " ".join(name.split()).casefold()
+    if not wanted:
+        return None
+    person = await session.scalar(
+        select(Person).where(func.lower(Person.pseudonym) == wanted, Person.revoked_at.is_(None))
+    )
+    if person is not None:
+        return person
+    # Display names are sealed, so staff (a handful) are opened one by one.
+    for staff in await active_staff(session):
+        shown = display_name_of(staff, keys)
+        if shown is not None and shown.casefold() == wanted:
+            return staff
+    return None

@@ -51,6 +51,8 @@ class Settings:
     telegram_bot_token: Secret | None = field(default=None)
     passphrase: Secret | None = field(default=None)
     checkin_timeout_minutes: float = 30.0
+    escalate_minutes: float = 15.0
+    sweep_seconds: float = 30.0
 
     @property
     def secrets_dir(self) -> Path:
@@ -133,4 +135,6 @@ def load_settings(
         checkin_timeout_minutes=_number(
             env, "SAFERELAY_CHECKIN_TIMEOUT_MINUTES", 30.0, 0.01, 24 * 60
         ),
+        escalate_minutes=_number(env, "SAFERELAY_ESCALATE_MINUTES", 15.0, 0.01, 24 * 60),
+        sweep_seconds=_number(env, "SAFERELAY_SWEEP_SECONDS", 30.0, 0.1, 3600),
     )

@@ -17,6 +17,7 @@ from telegram.ext import (
 
 from bot.i18n import language_from_telegram, t
 from bot.people import redeem_invite, set_language
+from handlers import member, staff
 from handlers.access import answer_stranger, identify_sender
 from handlers.context import SafeContext
 from handlers.render import language_keyboard, member_menu, say, send
@@ -75,7 +76,10 @@ async def choose_language(update: Update, context: SafeContext) -> None:
     else:
         role = t(language, f"role_{actor.role.value}")
         await say(update, context, "staff_enrolled", role=role, pseudonym=actor.pseudonym)
-        await say(update, context, "staff_help")
+        if actor.display_name is None:
+            await say(update, context, "staff_name_prompt")
+        else:
+            await staff.staff_help(update, context)
 
 
 async def ask_language(update: Update, context: SafeContext) -> None:
@@ -91,12 +95,15 @@ async def show_menu(update: Update, context: SafeContext) -> None:
     if actor.is_member:
         await say(update, context, "menu_title", member_menu(actor.language))
     else:
-        await say(update, context, "staff_help")
+        await staff.staff_help(update, context)
 
 
-async def nothing_to_cancel(update: Update, context: SafeContext) -> None:
-    """Answer /cancel outside any flow."""
-    await say(update, context, "nothing_to_cancel")
+async def cancel_outside_flows(update: Update, context: SafeContext) -> None:
+    """Answer /cancel outside any conversation: drop a pending staff reply, if any."""
+    if await staff.cancel_pending(context):
+        await say(update, context, "cancelled")
+    else:
+        await say(update, context, "nothing_to_cancel")
 
 
 async def stale_button(update: Update, context: SafeContext) -> None:
@@ -106,9 +113,16 @@ async def stale_button(update: Update, context: SafeContext) -> None:
         await query.answer(t(context.require_actor().language, "stale_button"))
 
 
-async def not_understood(update: Update, context: SafeContext) -> None:
-    """Point anything else at the menu."""
-    await say(update, context, "not_understood")
+async def free_message(update: Update, context: SafeContext) -> None:
+    """A message outside any flow: a member's goes to their caseworker, staff's is routed
+    as a reply; an unknown command is pointed at the menu."""
+    message, actor = update.effective_message, context.require_actor()
+    if message is not None and (message.text or "").startswith("/"):
+        await say(update, context, "not_understood")
+    elif actor.is_member:
+        await member.relay_message(update, context)
+    else:
+        await staff.staff_text(update, context)
 
 
 async def on_error(update: object, context: SafeContext) -> None:
@@ -140,6 +154,6 @@ def register(app: Application) -> None:  # type: ignore[type-arg]
 
 def register_fallbacks(app: Application) -> None:  # type: ignore[type-arg]
     """Catch-alls, added after every area so they only see what nobody else took."""
-    app.add_handler(CommandHandler("cancel", nothing_to_cancel))
+    app.add_handler(CommandHandler("cancel", cancel_outside_flows))
     app.add_handler(CallbackQueryHandler(stale_button))
-    app.add_handler(MessageHandler(filters.UpdateType.MESSAGE, not_understood))
+    app.add_handler(MessageHandler(filters.UpdateType.MESSAGE, free_message))

@@ -10,6 +10,7 @@ from bot.core import Core
 from bot.people import Actor
 
 CORE_KEY = "core"
+SENDER_KEY = "sender"
 
 
 class SafeContext(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], dict[Any, Any]]):
@@ -30,6 +31,12 @@ class SafeContext(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], 
         core = self.application.bot_data[CORE_KEY]
         assert isinstance(core, Core)
         return core
+
+    def wake_outbox(self) -> None:
+        """Something was queued: have the sender look now rather than at its next poll."""
+        sender = self.application.bot_data.get(SENDER_KEY)
+        if sender is not None:
+            sender.wake()
 
     def require_actor(self) -> Actor:
         """The sender; access control guarantees one for every handler after group -1."""

@@ -11,6 +11,7 @@ import warnings
 from typing import Any
 
 from telegram import Update
+from telegram.error import TelegramError
 from telegram.ext import (
     Application,
     CallbackQueryHandler,
@@ -21,14 +22,20 @@ from telegram.ext import (
 )
 from telegram.warnings import PTBUserWarning
 
-from bot.checkins import NOTE_LIMIT, CheckInAnswers, record_checkin
+from bot.cases import CATEGORIES, URGENCIES, HelpRequest, open_case
+from bot.cases import TEXT_LIMIT as HELP_TEXT_LIMIT
+from bot.checkins import NOTE_LIMIT, CheckInAnswers, submit_checkin
 from bot.i18n import t
+from bot.relay import TEXT_LIMIT as RELAY_LIMIT
+from bot.relay import relay_from_member
 from handlers.context import SafeContext
 from handlers.render import keyboard, say
 
 log = logging.getLogger(__name__)
 
 HEALTH, THREAT, NOTE = range(3)
+CATEGORY_PATTERN = r"^ask:c:(" + "|".join(CATEGORIES) + r")$"
+URGENCY_PATTERN = r"^ask:u:(" + "|".join(URGENCIES) + r")$"
 DRAFT = "checkin"
 
 
@@ -115,7 +122,8 @@ async def _finish(update: Update, context: SafeContext, note: str | None) -> int
         return ConversationHandler.END
     answers = CheckInAnswers(health=draft["health"], threat=draft["threat"], note=note)
     async with core.sessions() as session, session.begin():
-        await record_checkin(session, core.secrets.team_sealer, actor.person_id, answers)
+        await submit_checkin(session, core.secrets, actor.person_id, answers)
+    context.wake_outbox()
     log.info("stored a check-in")
     await _close_prompt(context, actor.language)
     _forget_draft(context)
@@ -159,6 +167,123 @@ async def expire_checkin(update: Update, context: SafeContext) -> None:
     _forget_draft(context)
 
 
+ASK_CATEGORY, ASK_URGENCY, ASK_TEXT = range(10, 13)
+ASK_DRAFT = "ask"
+
+
+async def start_ask(update: Update, context: SafeContext) -> int:
+    """Ask what the help is about, with buttons."""
+    actor = context.require_actor()
+    if update.callback_query is not None:
+        await update.callback_query.answer()
+    if not actor.is_member:
+        await say(update, context, "not_understood")
+        return ConversationHandler.END
+    lang = actor.language
+    rows = [[(t(lang, f"cat_{c}"), f"ask:c:{c}")] for c in CATEGORIES]
+    message = await say(update, context, "ask_category", keyboard(rows))
+    if context.user_data is not None:
+        context.user_data[ASK_DRAFT] = (
+            {"prompt": (message.chat_id, message.message_id)} if message else {}
+        )
+    return ASK_CATEGORY
+
+
+def _ask_draft(context: SafeContext) -> dict[str, Any]:
+    assert context.user_data is not None
+    draft = context.user_data.setdefault(ASK_DRAFT, {})
+    assert isinstance(draft, dict)
+    return draft
+
+
+async def answer_category(update: Update, context: SafeContext) -> int:
+    """Keep the category; ask how soon."""
+    query, lang = update.callback_query, context.require_actor().language
+    if query is None or query.data is None:
+        return ASK_CATEGORY
+    await query.answer()
+    _ask_draft(context)["category"] = query.data.rsplit(":", 1)[1]
+    rows = [[(t(lang, f"urg_{u}"), f"ask:u:{u}") for u in URGENCIES]]
+    await query.edit_message_text(t(lang, "ask_urgency"), reply_markup=keyboard(rows))
+    return ASK_URGENCY
+
+
+async def answer_urgency(update: Update, context: SafeContext) -> int:
+    """Keep the urgency; offer a few words or Skip."""
+    query, lang = update.callback_query, context.require_actor().language
+    if query is None or query.data is None:
+        return ASK_URGENCY
+    await query.answer()
+    _ask_draft(context)["urgency"] = query.data.rsplit(":", 1)[1]
+    await query.edit_message_text(
+        t(lang, "ask_text"), reply_markup=keyboard([[(t(lang, "checkin_skip"), "ask:skip")]])
+    )
+    return ASK_TEXT
+
+
+async def answer_ask_text(update: Update, context: SafeContext) -> int:
+    """Take the words (or Skip), open the case, alert staff."""
+    text: str | None = None
+    if update.callback_query is not None:
+        await update.callback_query.answer()
+    else:
+        message = update.effective_message
+        text = (message.text or "").strip() if message else ""
+        if not text:
+            await say(update, context, "relay_text_only")
+            return ASK_TEXT
+        if len(text) > HELP_TEXT_LIMIT:
+            await say(update, context, "ask_text_too_long", limit=HELP_TEXT_LIMIT)
+            return ASK_TEXT
+    actor, core, draft = context.require_actor(), context.core, _ask_draft(context)
+    if context.user_data is not None:
+        context.user_data.pop(ASK_DRAFT, None)
+    if "category" not in draft or "urgency" not in draft:
+        await say(update, context, "stale_button")
+        return ConversationHandler.END
+    request = HelpRequest(draft["category"], draft["urgency"], text)
+    async with core.sessions() as session, session.begin():
+        await open_case(session, core, actor.person_id, request)
+    context.wake_outbox()
+    log.info("opened a help request")
+    prompt = draft.get("prompt")
+    if prompt is not None:
+        try:
+            await context.bot.edit_message_reply_markup(prompt[0], prompt[1], reply_markup=None)
+        except TelegramError as exc:
+            log.debug("could not close a help prompt: %s", type(exc).__name__)
+    await say(update, context, "ask_sent")
+    return ConversationHandler.END
+
+
+async def cancel_ask(update: Update, context: SafeContext) -> int:
+    """Leave the help request; nothing is stored or sent."""
+    if context.user_data is not None:
+        context.user_data.pop(ASK_DRAFT, None)
+    await say(update, context, "cancelled")
+    return ConversationHandler.END
+
+
+async def relay_message(update: Update, context: SafeContext) -> None:
+    """Free text from a member goes to their caseworker; anything else is explained."""
+    message, actor, core = update.effective_message, context.require_actor(), context.core
+    if message is None:
+        return
+    text = (message.text or "").strip()
+    if not text:
+        # Photos, documents, locations, voice: never stored or passed on (they can
+        # identify a place or a person), and the member is told what works.
+        await say(update, context, "relay_text_only")
+        return
+    if len(text) > RELAY_LIMIT:
+        await say(update, context, "relay_too_long", limit=RELAY_LIMIT)
+        return
+    async with core.sessions() as session, session.begin():
+        await relay_from_member(session, core.secrets, actor.person_id, text)
+    context.wake_outbox()
+    await say(update, context, "relay_sent")
+
+
 def register(app: Application) -> None:  # type: ignore[type-arg]
     timeout = app.bot_data["core"].settings.checkin_timeout_minutes * 60
     typed: Any = MessageHandler(filters.UpdateType.MESSAGE & ~filters.COMMAND, remind_buttons)
@@ -188,4 +313,26 @@ def register(app: Application) -> None:  # type: ignore[type-arg]
             conversation_timeout=timeout,
             name="checkin",
         )
+        ask: Any = ConversationHandler(
+            entry_points=[
+                CommandHandler("ask", start_ask),
+                CallbackQueryHandler(start_ask, pattern=r"^menu:ask$"),
+            ],
+            states={
+                ASK_CATEGORY: [
+                    CallbackQueryHandler(answer_category, pattern=CATEGORY_PATTERN),
+                    typed,
+                ],
+                ASK_URGENCY: [CallbackQueryHandler(answer_urgency, pattern=URGENCY_PATTERN), typed],
+                ASK_TEXT: [
+                    CallbackQueryHandler(answer_ask_text, pattern=r"^ask:skip$"),
+                    MessageHandler(filters.UpdateType.MESSAGE & ~filters.COMMAND, answer_ask_text),
+                ],
+            },
+            fallbacks=[CommandHandler("cancel", cancel_ask)],
+            allow_reentry=True,
+            conversation_timeout=timeout,
+            name="ask",
+        )
     app.add_handler(checkin)
+    app.add_handler(ask)

@@ -25,6 +25,7 @@ def member_menu(language: str) -> InlineKeyboardMarkup:
     return keyboard(
         [
             [(t(language, "menu_checkin"), "menu:checkin")],
+            [(t(language, "menu_ask"), "menu:ask")],
             [(t(language, "menu_language"), "menu:language")],
         ]
     )

@@ -77,8 +77,10 @@ class RunningBot:
         language: str = "ko",
         *,
         token: str | None = None,
+        name: str | None = None,
     ) -> None:
-        """Drive a newcomer through the invite link and the language buttons."""
+        """Drive a newcomer through the invite link and the language buttons; staff also
+        choose the name members see (``name``, or "Staff <id>")."""
         await user.send_command("start", token or await self.invite(role))
         label = LANGUAGE_BUTTON[language]
         await self.api.wait_for(
@@ -86,6 +88,9 @@ class RunningBot:
         )
         await user.press(label)
         await self.api.wait_idle()
+        if role is not Role.MEMBER:
+            await user.send_text(name or f"Staff {user.user_id}")
+            await self.api.wait_idle()
 
 
 async def start_bot(api: FakeBotApi, settings: Settings) -> SafeApplication:
@@ -106,6 +111,8 @@ async def stop_bot(app: SafeApplication) -> None:
         await app.updater.stop()
     if app.running:
         await app.stop()
+        assert app.post_stop is not None
+        await app.post_stop(app)
     await app.shutdown()
     assert app.post_shutdown is not None
     await app.post_shutdown(app)

@@ -147,6 +147,8 @@ async def test_run_enrols_an_admin_against_a_local_bot_api_and_stops_on_ctrl_c(
         await coordinator.wait_for_message(t("en", "language_prompt"), timeout=30)
         await coordinator.press("English")
         await coordinator.wait_for_message("You are set up as admin", timeout=10)
+        await coordinator.send_text("Mina")
+        await coordinator.wait_for_message(t("en", "staff_name_saved", name="Mina"), timeout=10)
     finally:
         # Then Ctrl-C stops it cleanly
         process.send_signal(signal.SIGINT)

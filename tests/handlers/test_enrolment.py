@@ -24,13 +24,15 @@ async def count(bot: RunningBot, model: type) -> int:
 async def test_admin_invite_enrols_an_admin(bot: RunningBot) -> None:
     # Given an admin invite made from the shell
     coordinator = bot.api.user(700001, "Coordinator", language_code="en")
-    # When it is opened and English chosen
-    await bot.enrol(coordinator, Role.ADMIN, language="en")
+    # When it is opened, English chosen and a name for replies given
+    await bot.enrol(coordinator, Role.ADMIN, language="en", name="Mina")
     # Then the coordinator is told they are an admin, with their name in the bot
     await coordinator.wait_for_message("You are set up as admin")
+    await coordinator.wait_for_message(t("en", "staff_name_prompt"))
+    await coordinator.wait_for_message(t("en", "staff_name_saved", name="Mina"))
     texts = [m.text or "" for m in coordinator.inbox()]
     assert any(PSEUDONYM.search(text) for text in texts)
-    assert any("/menu" in text for text in texts)
+    assert t("en", "staff_help_admin") in texts
     async with bot.core.sessions() as session:
         person = await session.scalar(select(Person))
     assert person is not None and person.role == "admin" and person.language == "en"
@@ -50,6 +52,7 @@ async def test_member_picks_language_and_reads_three_lines(bot: RunningBot) -> N
         assert t("zh", key) in (welcome.text or "")
     assert [text for text, _ in welcome.buttons()] == [
         t("zh", "menu_checkin"),
+        t("zh", "menu_ask"),
         t("zh", "menu_language"),
     ]
     # The picker no longer offers buttons that could be pressed again.

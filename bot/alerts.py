@@ -1,0 +1,102 @@
+"""Who is told about a member, and the alert texts (in each recipient's language)."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.delivery import PRIORITY_NORMAL, PRIORITY_URGENT, Link, Outgoing, enqueue
+from bot.i18n import t
+from bot.people import active_person, active_staff
+from crypto.keystore import ServerSecrets
+from storage.models import Person
+
+
+async def recipients_for(
+    session: AsyncSession, member: Person, *, everyone: bool = False
+) -> list[Person]:
+    """The member's active caseworker, or every caseworker and admin if there is none
+    (or if ``everyone`` is asked for, as for a "right now" request)."""
+    if not everyone:
+        caseworker = await active_person(session, member.caseworker_id)
+        if caseworker is not None:
+            return [caseworker]
+    return await active_staff(session)
+
+
+def case_buttons(
+    language: str, case_id: str, *, claimable: bool = True
+) -> list[list[tuple[str, str]]]:
+    row = [
+        (t(language, "btn_reply"), "rp"),
+        (t(language, "btn_resolve"), f"case:resolve:{case_id}"),
+    ]
+    if claimable:
+        row.insert(0, (t(language, "btn_claim"), f"case:claim:{case_id}"))
+    return [row]
+
+
+def reply_button(language: str) -> list[list[tuple[str, str]]]:
+    return [[(t(language, "btn_reply"), "rp")]]
+
+
+def case_alert_text(
+    language: str,
+    pseudonym: str,
+    category: str,
+    urgency: str,
+    text: str | None,
+    *,
+    escalation: int = 0,
+    minutes_open: int = 0,
+) -> str:
+    lines = []
+    if escalation:
+        lines.append(t(language, "alert_escalated", minutes=minutes_open))
+    lines.append(
+        t(
+            language,
+            "alert_case",
+            pseudonym=pseudonym,
+            category=t(language, f"cat_{category}"),
+            urgency=t(language, f"urg_{urgency}"),
+        )
+    )
+    if text:
+        lines.append(text)
+    return "\n".join(lines)
+
+
+def alert_case(
+    session: AsyncSession,
+    keys: ServerSecrets,
+    recipients: list[Person],
+    member: Person,
+    case_id: str,
+    category: str,
+    urgency: str,
+    text: str | None,
+    *,
+    escalation: int = 0,
+    minutes_open: int = 0,
+) -> None:
+    for staff in recipients:
+        body = case_alert_text(
+            staff.language,
+            member.pseudonym,
+            category,
+            urgency,
+            text,
+            escalation=escalation,
+            minutes_open=minutes_open,
+        )
+        enqueue(
+            session,
+            keys,
+            staff.id,
+            Outgoing(
+                body,
+                case_buttons(staff.language, case_id),
+                link=Link(member.id, case_id, "alert"),
+                priority=PRIORITY_URGENT if urgency == "now" else PRIORITY_NORMAL,
+            ),
+        )

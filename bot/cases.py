@@ -1,0 +1,311 @@
+"""Help requests ("cases"): open -> claimed -> resolved, with alerts and escalation.
+
+Authorisation is decided here from the database, never from callback data: a caseworker
+may act on a case if they claimed it, if the member is theirs, or if they were alerted
+about it; an admin may act on any case.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, exists, false, or_, select, true, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.alerts import alert_case, recipients_for
+from bot.core import Core
+from bot.delivery import Outgoing, enqueue
+from bot.i18n import t
+from bot.people import Actor, active_person, active_staff, shown_name_of
+from crypto.boxes import RecordPlace
+from crypto.keystore import ServerSecrets
+from storage.models import Case, CaseStatus, Delivered, Person, new_id, utcnow
+
+CATEGORIES = ("danger", "medical", "money", "housing", "talk", "other")
+URGENCIES = ("now", "today", "week")
+TEXT_LIMIT = 2000
+
+
+class InvalidRequest(ValueError):
+    """A category, urgency or text outside what the buttons offer."""
+
+
+@dataclass(frozen=True, slots=True)
+class HelpRequest:
+    category: str
+    urgency: str
+    text: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.category not in CATEGORIES or self.urgency not in URGENCIES:
+            raise InvalidRequest("unknown category or urgency")
+        if self.text is not None and not 0 < len(self.text) <= TEXT_LIMIT:
+            raise InvalidRequest("text too long")
+
+    def __repr__(self) -> str:
+        return "HelpRequest(<sealed>)"
+
+    @property
+    def urgent(self) -> bool:
+        return self.urgency == "now"
+
+    def to_bytes(self, *, with_text: bool = True) -> bytes:
+        payload = {"v": 1, "category": self.category, "urgency": self.urgency}
+        if with_text:
+            payload["text"] = self.text
+        return json.dumps(payload, ensure_ascii=False).encode("utf-8")
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> HelpRequest:
+        payload = json.loads(data)
+        return cls(payload["category"], payload["urgency"], payload.get("text"))
+
+
+def sealed_place(case_id: str) -> RecordPlace:
+    return RecordPlace("cases", "sealed", case_id)
+
+
+def brief_place(case_id: str) -> RecordPlace:
+    return RecordPlace("cases", "brief", case_id)
+
+
+def read_brief(keys: ServerSecrets, case: Case) -> HelpRequest | None:
+    """What the bot may still read of a case (nothing once it is resolved)."""
+    if case.brief is None:
+        return None
+    return HelpRequest.from_bytes(keys.server_box.open(case.brief, brief_place(case.id)))
+
+
+async def open_case(
+    session: AsyncSession, core: Core, member_id: str, request: HelpRequest
+) -> str | None:
+    """Store a member's request and alert staff. None if the member is no longer active."""
+    member = await active_person(session, member_id)
+    if member is None:
+        return None
+    keys, now = core.secrets, utcnow()
+    case_id = new_id()
+    session.add(
+        Case(
+            id=case_id,
+            member_id=member_id,
+            status=CaseStatus.OPEN.value,
+            created_at=now,
+            escalate_at=(
+                now + timedelta(minutes=core.settings.escalate_minutes) if request.urgent else None
+            ),
+            sealed=keys.team_sealer.seal(request.to_bytes(), sealed_place(case_id)),
+            # Until someone claims it the bot may have to alert others, text included.
+            brief=keys.server_box.seal(request.to_bytes(), brief_place(case_id)),
+        )
+    )
+    recipients = await recipients_for(session, member, everyone=request.urgent)
+    alert_case(
+        session, keys, recipients, member, case_id, request.category, request.urgency, request.text
+    )
+    return case_id
+
+
+async def authorised_case(session: AsyncSession, actor: Actor, case_id: str) -> Case | None:
+    """The case if ``actor`` may act on it, else None (unknown and forbidden look alike)."""
+    if not actor.is_staff or len(case_id) > 64:
+        return None
+    case = await session.get(Case, case_id)
+    if case is None or actor.is_admin:
+        return case
+    if case.claimed_by == actor.person_id:
+        return case
+    if case.claimed_by is not None:
+        return None
+    member = await session.get(Person, case.member_id)
+    alerted = await session.scalar(
+        select(exists().where(Delivered.case_id == case.id, Delivered.staff_id == actor.person_id))
+    )
+    if (member is not None and member.caseworker_id == actor.person_id) or alerted:
+        return case
+    return None
+
+
+class Outcome(enum.Enum):
+    DONE = "done"
+    TAKEN = "taken"  # claimed by someone else
+    CLOSED = "closed"  # already resolved
+    REFUSED = "refused"  # unknown, or not theirs
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    outcome: Outcome
+    other_name: str | None = None
+
+
+async def _name(session: AsyncSession, keys: ServerSecrets, person_id: str | None) -> str:
+    person = await session.get(Person, person_id) if person_id else None
+    return shown_name_of(person, keys) if person is not None else "?"
+
+
+async def _edit_other_copies(
+    session: AsyncSession, keys: ServerSecrets, case: Case, actor: Actor, key: str
+) -> None:
+    """Rewrite the alert copies other staff hold: who took it, and no more text."""
+    member = await session.get(Person, case.member_id)
+    copies = await session.scalars(
+        select(Delivered).where(Delivered.case_id == case.id, Delivered.staff_id != actor.person_id)
+    )
+    for copy in copies:
+        staff = await active_person(session, copy.staff_id)
+        if staff is None or member is None:
+            continue
+        text = t(staff.language, key, pseudonym=member.pseudonym, name=actor.shown_name)
+        enqueue(session, keys, staff.id, Outgoing(text, edit_message_id=copy.message_id))
+
+
+async def claim_case(
+    session: AsyncSession, keys: ServerSecrets, actor: Actor, case_id: str
+) -> CaseResult:
+    """First claim wins: one conditional UPDATE decides, whatever the concurrency."""
+    case = await authorised_case(session, actor, case_id)
+    if case is None:
+        return CaseResult(Outcome.REFUSED)
+    brief = read_brief(keys, case)
+    claimed = await session.execute(
+        update(Case)
+        .where(Case.id == case_id, Case.status == CaseStatus.OPEN.value)
+        .values(
+            status=CaseStatus.CLAIMED.value,
+            claimed_by=actor.person_id,
+            claimed_at=utcnow(),
+            escalate_at=None,
+            # From now on the bot needs only what /cases shows, not the member's words.
+            brief=(
+                keys.server_box.seal(brief.to_bytes(with_text=False), brief_place(case_id))
+                if brief
+                else None
+            ),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if claimed.rowcount != 1:  # type: ignore[attr-defined]
+        await session.refresh(case)
+        if case.status == CaseStatus.RESOLVED.value:
+            return CaseResult(Outcome.CLOSED)
+        if case.claimed_by == actor.person_id:
+            return CaseResult(Outcome.DONE)
+        return CaseResult(Outcome.TAKEN, await _name(session, keys, case.claimed_by))
+    await _edit_other_copies(session, keys, case, actor, "alert_claimed")
+    return CaseResult(Outcome.DONE)
+
+
+async def resolve_case(
+    session: AsyncSession, keys: ServerSecrets, actor: Actor, case_id: str
+) -> CaseResult:
+    case = await authorised_case(session, actor, case_id)
+    if case is None:
+        return CaseResult(Outcome.REFUSED)
+    if case.status == CaseStatus.RESOLVED.value:
+        return CaseResult(Outcome.CLOSED)
+    resolved = await session.execute(
+        update(Case)
+        .where(
+            Case.id == case_id,
+            Case.status != CaseStatus.RESOLVED.value,
+            or_(
+                Case.claimed_by.is_(None),
+                Case.claimed_by == actor.person_id,
+                true() if actor.is_admin else false(),
+            ),
+        )
+        .values(
+            status=CaseStatus.RESOLVED.value, resolved_at=utcnow(), escalate_at=None, brief=None
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if resolved.rowcount != 1:  # type: ignore[attr-defined]
+        await session.refresh(case)
+        return CaseResult(Outcome.TAKEN, await _name(session, keys, case.claimed_by))
+    await _edit_other_copies(session, keys, case, actor, "alert_resolved")
+    return CaseResult(Outcome.DONE)
+
+
+async def escalate_due(session: AsyncSession, core: Core, now: datetime | None = None) -> int:
+    """Re-alert every caseworker and admin about urgent cases nobody claimed in time."""
+    now = now or utcnow()
+    interval = timedelta(minutes=core.settings.escalate_minutes)
+    due = list(
+        await session.scalars(
+            select(Case)
+            .where(Case.status == CaseStatus.OPEN.value, Case.escalate_at <= now)
+            .order_by(Case.escalate_at)
+            .limit(100)
+        )
+    )
+    staff = await active_staff(session)
+    for case in due:
+        member = await active_person(session, case.member_id)
+        brief = read_brief(core.secrets, case)
+        if member is None or brief is None:
+            case.escalate_at = None
+            continue
+        case.escalations += 1
+        case.escalate_at = now + interval
+        minutes = int((now - case.created_at).total_seconds() // 60)
+        alert_case(
+            session,
+            core.secrets,
+            staff,
+            member,
+            case.id,
+            brief.category,
+            brief.urgency,
+            brief.text,
+            escalation=case.escalations,
+            minutes_open=minutes,
+        )
+    return len(due)
+
+
+@dataclass(frozen=True)
+class CaseLine:
+    case_id: str
+    pseudonym: str
+    category: str | None
+    urgency: str | None
+    status: str
+    claimed_by_me: bool
+    created_at: datetime
+
+
+async def cases_for(session: AsyncSession, keys: ServerSecrets, actor: Actor) -> list[CaseLine]:
+    """Unresolved cases the actor may act on, oldest first."""
+    if not actor.is_staff:
+        return []
+    query = (
+        select(Case, Person)
+        .join(Person, Person.id == Case.member_id)
+        .where(Case.status != CaseStatus.RESOLVED.value, Person.revoked_at.is_(None))
+    )
+    if not actor.is_admin:
+        mine = Case.claimed_by == actor.person_id
+        alerted = exists().where(
+            Delivered.case_id == Case.id, Delivered.staff_id == actor.person_id
+        )
+        theirs = Person.caseworker_id == actor.person_id
+        query = query.where(or_(mine, and_(Case.claimed_by.is_(None), or_(alerted, theirs))))
+    lines = []
+    for case, member in (await session.execute(query.order_by(Case.created_at).limit(50))).all():
+        brief = read_brief(keys, case)
+        lines.append(
+            CaseLine(
+                case_id=case.id,
+                pseudonym=member.pseudonym,
+                category=brief.category if brief else None,
+                urgency=brief.urgency if brief else None,
+                status=case.status,
+                claimed_by_me=case.claimed_by == actor.person_id,
+                created_at=case.created_at,
+            )
+        )
+    return lines

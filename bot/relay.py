@@ -1,0 +1,169 @@
+"""The two-way pseudonymous relay between a member and staff.
+
+Staff see "<pseudonym>: text"; the member sees "<caseworker's chosen name>: text". Neither
+ever sees the other's Telegram name, username or id. Both directions are stored sealed to
+the team key; the readable copy exists only in the outbox until Telegram accepts it.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.alerts import recipients_for, reply_button
+from bot.delivery import FailureNotice, Link, Outgoing, enqueue
+from bot.i18n import t
+from bot.people import Actor, active_person
+from crypto.boxes import RecordPlace
+from crypto.keystore import ServerSecrets
+from storage.models import Case, Delivered, Note, new_id
+
+TEXT_LIMIT = 2000
+
+
+def note_place(note_id: str) -> RecordPlace:
+    return RecordPlace("notes", "sealed", note_id)
+
+
+def _store_note(
+    session: AsyncSession,
+    keys: ServerSecrets,
+    *,
+    member_id: str,
+    staff_id: str | None,
+    from_member: bool,
+    case_id: str | None,
+    text: str,
+) -> None:
+    note_id = new_id()
+    session.add(
+        Note(
+            id=note_id,
+            member_id=member_id,
+            staff_id=staff_id,
+            from_member=from_member,
+            case_id=case_id,
+            sealed=keys.team_sealer.seal(text.encode("utf-8"), note_place(note_id)),
+        )
+    )
+
+
+async def relay_from_member(
+    session: AsyncSession, keys: ServerSecrets, member_id: str, text: str
+) -> int:
+    """Pass a member's words to their caseworker (or all staff). Returns how many."""
+    member = await active_person(session, member_id)
+    if member is None:
+        return 0
+    _store_note(
+        session, keys, member_id=member.id, staff_id=None, from_member=True, case_id=None, text=text
+    )
+    recipients = await recipients_for(session, member)
+    for staff in recipients:
+        body = t(staff.language, "relay_in", pseudonym=member.pseudonym, text=text)
+        # Tell the member if it could not arrive, but only when they had one reader.
+        notice = FailureNotice(member.id, "relay_failed") if len(recipients) == 1 else None
+        enqueue(
+            session,
+            keys,
+            staff.id,
+            Outgoing(
+                body,
+                reply_button(staff.language),
+                link=Link(member.id, None, "relay"),
+                on_failure=notice,
+            ),
+        )
+    return len(recipients)
+
+
+class ReplyOutcome(enum.Enum):
+    SENT = "sent"
+    GONE = "gone"  # the member left or was removed
+    TAKEN = "taken"  # the case is someone else's
+    UNKNOWN = "unknown"  # not a message this staff member received about a member
+
+
+@dataclass(frozen=True)
+class ReplyResult:
+    outcome: ReplyOutcome
+    pseudonym: str | None = None
+
+
+async def delivered_to(session: AsyncSession, staff_id: str, message_id: int) -> Delivered | None:
+    """The member behind a message in this staff member's chat, if it was ours to them."""
+    return await session.scalar(
+        select(Delivered).where(Delivered.staff_id == staff_id, Delivered.message_id == message_id)
+    )
+
+
+async def reply_to_member(
+    session: AsyncSession, keys: ServerSecrets, actor: Actor, delivered_id: str, text: str
+) -> ReplyResult:
+    """Send a staff member's answer to the member behind one of their alerts."""
+    delivered = await session.get(Delivered, delivered_id)
+    if delivered is None or delivered.staff_id != actor.person_id or not actor.is_staff:
+        return ReplyResult(ReplyOutcome.UNKNOWN)
+    member = await active_person(session, delivered.member_id)
+    if member is None:
+        return ReplyResult(ReplyOutcome.GONE, "?")
+    if delivered.case_id is not None and not actor.is_admin:
+        case = await session.get(Case, delivered.case_id)
+        if case is not None and case.claimed_by not in (None, actor.person_id):
+            return ReplyResult(ReplyOutcome.TAKEN, member.pseudonym)
+    _store_note(
+        session,
+        keys,
+        member_id=member.id,
+        staff_id=actor.person_id,
+        from_member=False,
+        case_id=delivered.case_id,
+        text=text,
+    )
+    enqueue(
+        session,
+        keys,
+        member.id,
+        Outgoing(
+            t(member.language, "reply_from", name=actor.shown_name, text=text),
+            on_failure=FailureNotice(
+                actor.person_id, "reply_blocked", {"pseudonym": member.pseudonym}
+            ),
+        ),
+    )
+    return ReplyResult(ReplyOutcome.SENT, member.pseudonym)
+
+
+@dataclass(frozen=True)
+class ReplyTarget:
+    delivered_id: str
+    pseudonym: str
+
+
+async def reply_target(session: AsyncSession, staff_id: str, message_id: int) -> ReplyTarget | None:
+    """Who a Reply button or a Telegram reply in this staff member's chat would reach."""
+    delivered = await delivered_to(session, staff_id, message_id)
+    if delivered is None:
+        return None
+    member = await active_person(session, delivered.member_id)
+    return ReplyTarget(delivered.id, member.pseudonym) if member is not None else None
+
+
+async def remember_listing(
+    session: AsyncSession, staff_id: str, message_id: int, case_id: str
+) -> None:
+    """A /cases entry can be answered like an alert: record which member it is about."""
+    case = await session.get(Case, case_id)
+    if case is not None:
+        session.add(
+            Delivered(
+                staff_id=staff_id,
+                message_id=message_id,
+                member_id=case.member_id,
+                case_id=case_id,
+                kind="list",
+            )
+        )

@@ -1,0 +1,68 @@
+"""Outbox queries. Sealing and sending live in bot.delivery; this is only the SQL."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import OutboxItem, OutboxStatus
+
+
+async def due_items(session: AsyncSession, now: datetime, limit: int) -> list[OutboxItem]:
+    """Pending items whose time has come, most urgent first, oldest first."""
+    result = await session.scalars(
+        select(OutboxItem)
+        .where(OutboxItem.status == OutboxStatus.PENDING.value, OutboxItem.due_at <= now)
+        .order_by(OutboxItem.priority, OutboxItem.due_at, OutboxItem.created_at)
+        .limit(limit)
+    )
+    return list(result)
+
+
+async def next_due(session: AsyncSession) -> datetime | None:
+    return await session.scalar(
+        select(func.min(OutboxItem.due_at)).where(OutboxItem.status == OutboxStatus.PENDING.value)
+    )
+
+
+async def pending_count(session: AsyncSession) -> int:
+    count = await session.scalar(
+        select(func.count())
+        .select_from(OutboxItem)
+        .where(OutboxItem.status == OutboxStatus.PENDING.value)
+    )
+    return int(count or 0)
+
+
+async def remove(session: AsyncSession, item_id: str) -> None:
+    await session.execute(delete(OutboxItem).where(OutboxItem.id == item_id))
+
+
+async def retry_later(
+    session: AsyncSession, item_id: str, due_at: datetime, error: str, *, count: bool = True
+) -> None:
+    values: dict[str, object] = {"due_at": due_at, "last_error": error[:64]}
+    if count:
+        values["attempts"] = OutboxItem.attempts + 1
+    await session.execute(update(OutboxItem).where(OutboxItem.id == item_id).values(**values))
+
+
+async def mark_failed(session: AsyncSession, item_id: str, error: str) -> None:
+    """Keep the fact of the failure for reporting; drop the readable content."""
+    await session.execute(
+        update(OutboxItem)
+        .where(OutboxItem.id == item_id)
+        .values(
+            status=OutboxStatus.FAILED.value,
+            last_error=error[:64],
+            payload=None,
+            attempts=OutboxItem.attempts + 1,
+        )
+    )
+
+
+async def drop_for_recipient(session: AsyncSession, person_id: str) -> None:
+    """A revoked person receives nothing more: their queued messages go."""
+    await session.execute(delete(OutboxItem).where(OutboxItem.recipient_id == person_id))

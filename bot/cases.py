@@ -110,7 +110,11 @@ async def open_case(
 
 
 async def authorised_case(session: AsyncSession, actor: Actor, case_id: str) -> Case | None:
-    """The case if ``actor`` may act on it, else None (unknown and forbidden look alike)."""
+    """The case if ``actor`` has a part in it, else None (unknown and forbidden look alike).
+
+    Having a part (admin, claimer, the member's caseworker, or alerted about it) lets one
+    see who holds it; what one may then do is checked by the action itself.
+    """
     if not actor.is_staff or len(case_id) > 64:
         return None
     case = await session.get(Case, case_id)
@@ -118,8 +122,6 @@ async def authorised_case(session: AsyncSession, actor: Actor, case_id: str) -> 
         return case
     if case.claimed_by == actor.person_id:
         return case
-    if case.claimed_by is not None:
-        return None
     member = await session.get(Person, case.member_id)
     alerted = await session.scalar(
         select(exists().where(Delivered.case_id == case.id, Delivered.staff_id == actor.person_id))

@@ -24,6 +24,7 @@ import json
 import logging
 import random
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
@@ -291,7 +292,9 @@ class Sender:
         try:
             sent_message_id = await self._send(chat_id, message)
         except RetryAfter as exc:
-            delay = _seconds(exc.retry_after)
+            with warnings.catch_warnings():  # PTB 22 warns that the type will change
+                warnings.simplefilter("ignore")
+                delay = _seconds(exc.retry_after)
             # Flood control is per bot: hold every send, not just this one.
             self._paused_until = max(self._paused_until, time.monotonic() + delay)
             await self._later(item, delay, "429", count=False)

@@ -53,6 +53,7 @@ class Settings:
     checkin_timeout_minutes: float = 30.0
     escalate_minutes: float = 15.0
     sweep_seconds: float = 30.0
+    telegram_timeout_seconds: float = 10.0
 
     @property
     def secrets_dir(self) -> Path:
@@ -137,4 +138,5 @@ def load_settings(
         ),
         escalate_minutes=_number(env, "SAFERELAY_ESCALATE_MINUTES", 15.0, 0.01, 24 * 60),
         sweep_seconds=_number(env, "SAFERELAY_SWEEP_SECONDS", 30.0, 0.1, 3600),
+        telegram_timeout_seconds=_number(env, "SAFERELAY_TELEGRAM_TIMEOUT", 10.0, 0.5, 120),
     )

@@ -1,0 +1,210 @@
+"""I5: nothing accepted is lost. Faults from the Bot API, a blocked recipient, a crash."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import itertools
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from bot.i18n import t
+from storage.models import OutboxItem, Role
+from tests.conftest import PASSPHRASE, RunningBot, make_settings, start_bot, stop_bot
+from tests.fakebot import FakeBotApi, FakeUser
+
+
+@pytest.fixture
+async def quick_bot(api: FakeBotApi, data_dir: Path) -> AsyncIterator[RunningBot]:
+    settings = make_settings(data_dir, api, SAFERELAY_TELEGRAM_TIMEOUT="1")
+    app = await start_bot(api, settings)
+    try:
+        yield RunningBot(api=api, app=app, settings=settings, log=io.StringIO())
+    finally:
+        await stop_bot(app)
+
+
+async def pair(bot: RunningBot) -> tuple[FakeUser, FakeUser]:
+    """A caseworker and a member of theirs."""
+    mina = bot.api.user(620001, "Mina", language_code="en")
+    await bot.enrol(mina, Role.CASEWORKER, "en", name="Mina")
+    await mina.send_command("invite")
+    link = await mina.wait_for_message("?start=")
+    member = bot.api.user(620002, "Member", language_code="en")
+    await bot.enrol(member, language="en", token=(link.text or "").rsplit("=", 1)[1])
+    return mina, member
+
+
+def received(user: FakeUser, text: str) -> int:
+    return sum(text in (m.text or "") for m in user.inbox())
+
+
+async def outbox_rows(bot: RunningBot) -> list[OutboxItem]:
+    async with bot.core.sessions() as session:
+        return list(await session.scalars(select(OutboxItem)))
+
+
+async def test_429_500_dropped_connection_and_timeout_each_deliver_exactly_once(
+    quick_bot: RunningBot,
+) -> None:
+    bot = quick_bot
+    mina, member = await pair(bot)
+    # Given the Bot API refusing sends to Mina in four different ways, one after another
+    bot.api.fail_next("sendMessage", chat_id=mina.chat_id, status=429, retry_after=1)
+    bot.api.fail_next("sendMessage", chat_id=mina.chat_id, status=500)
+    bot.api.fail_next("sendMessage", chat_id=mina.chat_id, drop=True)
+    bot.api.fail_next("sendMessage", chat_id=mina.chat_id, status=502, delay=1.5)  # > 1 s timeout
+    # When the member writes four messages
+    texts = [f"message number {n}" for n in range(1, 5)]
+    for text in texts:
+        await member.send_text(text)
+        await member.wait_for_message(t("en", "relay_sent"), count=None)
+    # Then every one arrives, exactly once, in the end
+    await bot.api.wait_for(lambda: all(received(mina, x) for x in texts), timeout=40)
+    await asyncio.sleep(1.5)  # anything duplicated would have arrived by now
+    assert [received(mina, x) for x in texts] == [1, 1, 1, 1]
+    assert await outbox_rows(bot) == []
+    injected = [c for c in bot.api.calls if c.injected]
+    assert len(injected) == 4
+
+
+async def test_blocked_recipient_is_reported_to_the_sender(quick_bot: RunningBot) -> None:
+    bot = quick_bot
+    mina, member = await pair(bot)
+    await member.send_text("first words")
+    relayed = await mina.wait_for_message("first words")
+    # When the member blocks the bot and Mina replies
+    bot.api.block(member.user_id)
+    await mina.send_text("are you ok?", reply_to=relayed.message_id)
+    # Then the reply is marked failed (its text dropped) and Mina is told
+    pseudonym = (relayed.text or "").split(":", 1)[0]
+    await mina.wait_for_message(t("en", "reply_blocked", pseudonym=pseudonym), timeout=10)
+    for _ in range(100):  # the notice's own row goes once its send is acknowledged
+        rows = await outbox_rows(bot)
+        if len(rows) == 1:
+            break
+        await asyncio.sleep(0.05)
+    assert [(r.status, r.last_error, r.payload) for r in rows] == [("failed", "403", None)]
+
+
+async def test_the_sender_keeps_one_message_a_second_per_chat(quick_bot: RunningBot) -> None:
+    bot = quick_bot
+    mina, member = await pair(bot)
+    for n in range(4):
+        await member.send_text(f"burst {n}")
+    await bot.api.wait_for(lambda: received(mina, "burst 3") == 1, timeout=15)
+    sends = [
+        c.at
+        for c in bot.api.calls
+        if c.method == "sendMessage"
+        and c.params.get("chat_id") == mina.chat_id
+        and c.ok
+        and "burst" in str(c.params.get("text"))
+    ]
+    gaps = [b - a for a, b in itertools.pairwise(sends)]
+    assert len(sends) == 4 and min(gaps) >= 0.95
+
+
+# --- a real crash: the bot process is killed while a send is under way -------------------
+
+
+def _env(data_dir: Path, api: FakeBotApi) -> dict[str, str]:
+    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
+    return {
+        **keep,
+        "SAFERELAY_DATA_DIR": str(data_dir),
+        "TELEGRAM_BOT_TOKEN": api.token,
+        "TELEGRAM_API_BASE_URL": api.base_url,
+        "SAFERELAY_TELEGRAM_TIMEOUT": "30",
+        "SAFERELAY_PASSPHRASE": PASSPHRASE,
+    }
+
+
+async def _run_bot(data_dir: Path, api: FakeBotApi) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        "run",
+        env=_env(data_dir, api),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+async def _kill(process: asyncio.subprocess.Process) -> None:
+    process.send_signal(signal.SIGKILL)
+    await process.wait()
+
+
+@pytest.mark.parametrize("sent_before_crash", [False, True])
+async def test_a_message_survives_the_bot_being_killed_mid_send(
+    api: FakeBotApi, data_dir: Path, sent_before_crash: bool
+) -> None:
+    # Given a running bot with a caseworker and her member
+    await asyncio.to_thread(_cli, data_dir, "init")
+    process = await _run_bot(data_dir, api)
+    bot_view = RunningBot(api, None, make_settings(data_dir, api), io.StringIO())  # type: ignore[arg-type]
+    mina = api.user(630001, "Mina", language_code="en")
+    member = api.user(630002, "Member", language_code="en")
+    try:
+        await mina.send_command("start", await _invite(data_dir, Role.CASEWORKER))
+        await mina.press("English", timeout=30)
+        await mina.wait_for_message(t("en", "staff_name_prompt"), timeout=10)
+        await mina.send_text("Mina")
+        await mina.send_command("invite")
+        token = (await mina.wait_for_message("?start=", timeout=10)).text.rsplit("=", 1)[1]  # type: ignore[union-attr]
+        await member.send_command("start", token)
+        await member.press("English", timeout=10)
+        await member.wait_for_message("Welcome", timeout=10)
+        # When the send to Mina hangs (either before or after Telegram took the message)
+        if sent_before_crash:
+            api.slow_next("sendMessage", delay=60, drop=True)
+        else:
+            api.fail_next("sendMessage", chat_id=mina.chat_id, delay=60)
+        await member.send_text("please call me")
+        await member.wait_for_message(t("en", "relay_sent"), timeout=10)
+        await api.wait_for(
+            lambda: any(
+                c.method == "sendMessage" and "please call me" in str(c.params.get("text"))
+                for c in api.calls
+            ),
+            timeout=10,
+        )
+        # ... and the bot is killed outright
+        await _kill(process)
+        # Then, restarted, it delivers the message: once, or twice if Telegram had it already
+        process = await _run_bot(data_dir, api)
+        await api.wait_for(lambda: received(mina, "please call me") >= 1, timeout=30)
+        await asyncio.sleep(1.5)
+        assert received(mina, "please call me") == (2 if sent_before_crash else 1)
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGINT)
+            await asyncio.wait_for(process.wait(), timeout=30)
+    del bot_view
+
+
+def _cli(data_dir: Path, *args: str) -> str:
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME")}
+    result = subprocess.run(
+        [sys.executable, "-m", "bot", *args],
+        env={**env, "SAFERELAY_DATA_DIR": str(data_dir), "SAFERELAY_PASSPHRASE": PASSPHRASE},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return result.stdout
+
+
+async def _invite(data_dir: Path, role: Role) -> str:
+    output = await asyncio.to_thread(_cli, data_dir, "invite", "--role", role.value)
+    return output.strip().splitlines()[-1]

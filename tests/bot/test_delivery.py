@@ -167,7 +167,7 @@ async def test_a_message_survives_the_bot_being_killed_mid_send(
         await member.wait_for_message("Welcome", timeout=10)
         # When the send to Mina hangs (either before or after Telegram took the message)
         if sent_before_crash:
-            api.slow_next("sendMessage", delay=60, drop=True)
+            api.slow_next("sendMessage", chat_id=mina.chat_id, delay=60, drop=True)
         else:
             api.fail_next("sendMessage", chat_id=mina.chat_id, delay=60)
         await member.send_text("please call me")

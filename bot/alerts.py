@@ -6,21 +6,24 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.delivery import PRIORITY_NORMAL, PRIORITY_URGENT, Link, Outgoing, enqueue
 from bot.i18n import t
-from bot.people import active_person, active_staff
+from bot.people import active_staff, member_and_caseworker
 from crypto.keystore import ServerSecrets
 from storage.models import Person
 
 
 async def recipients_for(
-    session: AsyncSession, member: Person, *, everyone: bool = False
-) -> list[Person]:
-    """The member's active caseworker, or every caseworker and admin if there is none
-    (or if ``everyone`` is asked for, as for a "right now" request)."""
-    if not everyone:
-        caseworker = await active_person(session, member.caseworker_id)
-        if caseworker is not None:
-            return [caseworker]
-    return await active_staff(session)
+    session: AsyncSession, member_id: str, *, everyone: bool = False
+) -> tuple[Person, list[Person]] | None:
+    """The active member and who hears from them: their active caseworker, or every
+    caseworker and admin if there is none (or if ``everyone`` is asked for, as for a
+    "right now" request). None if the member is no longer active."""
+    found = await member_and_caseworker(session, member_id)
+    if found is None:
+        return None
+    member, caseworker = found
+    if caseworker is not None and not everyone:
+        return member, [caseworker]
+    return member, await active_staff(session)
 
 
 def case_buttons(

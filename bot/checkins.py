@@ -16,7 +16,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.alerts import recipients_for, reply_button
 from bot.delivery import Link, Outgoing, enqueue
 from bot.i18n import t
-from bot.people import active_person
 from crypto.boxes import RecordPlace, TeamOpener, TeamSealer
 from crypto.keystore import ServerSecrets
 from storage.models import CheckIn, new_id, utcnow
@@ -111,10 +110,11 @@ async def submit_checkin(
 ) -> str:
     """Store a check-in and, if it is worrying, alert the member's caseworker (or all staff)."""
     checkin_id = await record_checkin(session, keys.team_sealer, person_id, answers)
-    member = await active_person(session, person_id)
-    if member is None or not answers.worrying:
+    found = await recipients_for(session, person_id) if answers.worrying else None
+    if found is None:
         return checkin_id
-    for staff in await recipients_for(session, member):
+    member, recipients = found
+    for staff in recipients:
         lang = staff.language
         lines = [
             t(

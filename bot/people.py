@@ -6,8 +6,9 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from crypto.boxes import RecordPlace
 from crypto.keystore import ServerSecrets
@@ -244,3 +245,26 @@ async def find_by_name(session: AsyncSession, keys: ServerSecrets, name: str) ->
         if shown is not None and shown.casefold() == wanted:
             return staff
     return None
+
+
+# Made once: a fresh alias per call would defeat SQLAlchemy's compiled-statement cache.
+_CASEWORKER = aliased(Person, name="caseworker")
+
+
+async def member_and_caseworker(
+    session: AsyncSession, member_id: str
+) -> tuple[Person, Person | None] | None:
+    """An active member and their active caseworker, in one query (the hot path of every
+    request and relayed message)."""
+    caseworker = _CASEWORKER
+    row = (
+        await session.execute(
+            select(Person, caseworker)
+            .outerjoin(
+                caseworker,
+                and_(caseworker.id == Person.caseworker_id, caseworker.revoked_at.is_(None)),
+            )
+            .where(Person.id == member_id, Person.revoked_at.is_(None))
+        )
+    ).one_or_none()
+    return (row[0], row[1]) if row is not None else None

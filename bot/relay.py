@@ -55,13 +55,13 @@ async def relay_from_member(
     session: AsyncSession, keys: ServerSecrets, member_id: str, text: str
 ) -> int:
     """Pass a member's words to their caseworker (or all staff). Returns how many."""
-    member = await active_person(session, member_id)
-    if member is None:
+    found = await recipients_for(session, member_id)
+    if found is None:
         return 0
+    member, recipients = found
     _store_note(
         session, keys, member_id=member.id, staff_id=None, from_member=True, case_id=None, text=text
     )
-    recipients = await recipients_for(session, member)
     for staff in recipients:
         body = t(staff.language, "relay_in", pseudonym=member.pseudonym, text=text)
         # Tell the member if it could not arrive, but only when they had one reader.

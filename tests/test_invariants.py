@@ -24,6 +24,10 @@ SECRETS = {
     "member username": "kimsolah_secret",
     "note": NOTE,
     "note words": "Yanji station",
+    "help text": "Broker kept my passport in Hunchun",
+    "relayed text": "I am staying with my aunt Sunhee near Dandong",
+    "reply text": "Take the 8am bus to Shenyang tomorrow",
+    "caseworker name": "Ms Hwang Bora",
 }
 
 
@@ -77,7 +81,7 @@ async def test_scenario_leaves_no_identity_or_answer_on_disk_or_in_logs(bot: Run
     member = bot.api.user(
         MEMBER_ID, SECRETS["member first name"], username=SECRETS["member username"]
     )
-    await bot.enrol(admin, Role.ADMIN, language="en")
+    await bot.enrol(admin, Role.ADMIN, language="en", name=SECRETS["caseworker name"])
     await bot.enrol(member, Role.MEMBER, language="ko")
     # When the member checks in with a note
     await member.send_command("checkin")
@@ -85,6 +89,16 @@ async def test_scenario_leaves_no_identity_or_answer_on_disk_or_in_logs(bot: Run
     await member.press(t("ko", "yes"))
     await member.send_text(NOTE)
     await member.wait_for_message(t("ko", "checkin_thanks"))
+    # ... asks for help, writes to their caseworker and gets an answer signed with a name
+    await member.send_command("ask")
+    await member.press(t("ko", "cat_danger"))
+    await member.press(t("ko", "urg_now"))
+    await member.send_text(SECRETS["help text"])
+    await member.wait_for_message(t("ko", "ask_sent"))
+    await member.send_text(SECRETS["relayed text"])
+    relayed = await admin.wait_for_message(SECRETS["relayed text"])
+    await admin.send_text(SECRETS["reply text"], reply_to=relayed.message_id)
+    await member.wait_for_message(SECRETS["reply text"])
     await bot.api.wait_idle()
 
     # Then, while running (WAL and SHM still present) ...

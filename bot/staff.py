@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 
-from sqlalchemy import delete, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.people import Actor
@@ -28,8 +28,9 @@ class RevokeOutcome(enum.Enum):
 async def revoke(session: AsyncSession, actor: Actor, target: Person) -> RevokeOutcome:
     """Remove someone at once: from now on they are a stranger and receive nothing.
 
-    A caseworker's members lose their caseworker (their alerts go to everyone), and the
-    cases they had claimed are reopened and re-alerted to everyone at the next sweep.
+    A caseworker's members lose their caseworker (their alerts go to everyone); the cases
+    they had claimed, and their members' unclaimed ones, are re-alerted to everyone at the
+    next sweep.
     """
     if not actor.is_admin:
         return RevokeOutcome.REFUSED
@@ -39,6 +40,13 @@ async def revoke(session: AsyncSession, actor: Actor, target: Person) -> RevokeO
     target.revoked_at = now
     await outbox.drop_for_recipient(session, target.id)
     if target.role != Role.MEMBER.value:
+        # Their members' unclaimed requests may have been alerted to them alone.
+        theirs = select(Person.id).where(Person.caseworker_id == target.id)
+        await session.execute(
+            update(Case)
+            .where(Case.status == CaseStatus.OPEN.value, Case.member_id.in_(theirs))
+            .values(escalate_at=now)
+        )
         await session.execute(
             update(Person).where(Person.caseworker_id == target.id).values(caseworker_id=None)
         )

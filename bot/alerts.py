@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.delivery import PRIORITY_NORMAL, PRIORITY_URGENT, Link, Outgoing, enqueue
 from bot.i18n import t
+
+if TYPE_CHECKING:
+    from bot.cases import HelpRequest
 from bot.people import active_staff, member_and_caseworker
 from crypto.keystore import ServerSecrets
 from storage.models import Person
@@ -45,9 +50,7 @@ def reply_button(language: str) -> list[list[tuple[str, str]]]:
 def case_alert_text(
     language: str,
     pseudonym: str,
-    category: str,
-    urgency: str,
-    text: str | None,
+    request: HelpRequest,
     *,
     escalation: int = 0,
     minutes_open: int = 0,
@@ -55,17 +58,20 @@ def case_alert_text(
     lines = []
     if escalation:
         lines.append(t(language, "alert_escalated", minutes=minutes_open))
-    lines.append(
-        t(
-            language,
-            "alert_case",
-            pseudonym=pseudonym,
-            category=t(language, f"cat_{category}"),
-            urgency=t(language, f"urg_{urgency}"),
+    if request.duress:
+        lines.append(t(language, "alert_duress", pseudonym=pseudonym))
+    else:
+        lines.append(
+            t(
+                language,
+                "alert_case",
+                pseudonym=pseudonym,
+                category=t(language, f"cat_{request.category}"),
+                urgency=t(language, f"urg_{request.urgency}"),
+            )
         )
-    )
-    if text:
-        lines.append(text)
+    if request.text:
+        lines.append(request.text)
     return "\n".join(lines)
 
 
@@ -75,9 +81,7 @@ def alert_case(
     recipients: list[Person],
     member: Person,
     case_id: str,
-    category: str,
-    urgency: str,
-    text: str | None,
+    request: HelpRequest,
     *,
     escalation: int = 0,
     minutes_open: int = 0,
@@ -86,9 +90,7 @@ def alert_case(
         body = case_alert_text(
             staff.language,
             member.pseudonym,
-            category,
-            urgency,
-            text,
+            request,
             escalation=escalation,
             minutes_open=minutes_open,
         )
@@ -100,6 +102,6 @@ def alert_case(
                 body,
                 case_buttons(staff.language, case_id),
                 link=Link(member.id, case_id, "alert"),
-                priority=PRIORITY_URGENT if urgency == "now" else PRIORITY_NORMAL,
+                priority=PRIORITY_URGENT if request.urgent else PRIORITY_NORMAL,
             ),
         )

@@ -10,19 +10,22 @@ from telegram.error import TelegramError
 from telegram.ext import Application, ApplicationBuilder, ContextTypes
 
 from bot.cases import escalate_due
+from bot.chat import delete_due
 from bot.core import Core
 from bot.delivery import Sender
 from bot.i18n import DEFAULT_LANGUAGE, LANGUAGES, t
+from bot.limits import RateLimiter
+from bot.retention import purge_old_records
 from bot.settings import Settings
 from crypto.keystore import SecretsDir
-from handlers import common, member, staff
-from handlers.context import CORE_KEY, SENDER_KEY, SafeContext
+from handlers import common, member, safety, staff
+from handlers.context import CLEANER_KEY, CORE_KEY, LIMITER_KEY, SENDER_KEY, SafeContext
 from storage.db import make_engine, make_sessionmaker, migrate
 
 log = logging.getLogger(__name__)
 
 # Shown by Telegram to anyone who opens the bot, enrolled or not: neutral on purpose.
-COMMANDS = ("menu", "checkin", "language", "cancel")
+COMMANDS = ("menu", "checkin", "ask", "clear", "settings", "cancel")
 
 SafeApplication: TypeAlias = Application[Any, SafeContext, Any, Any, Any, Any]
 
@@ -58,7 +61,29 @@ async def _post_init(app: SafeApplication) -> None:
     assert app.job_queue is not None
     interval = core.settings.sweep_seconds
     app.job_queue.run_repeating(_sweep, interval=interval, first=interval, name="sweep")
+    # Chat deletions: soon after start (catching up on any overdue while we were down), then
+    # every few seconds; a quick exit or revealing media asks for a run at once.
+    job_queue = app.job_queue
+    job_queue.run_repeating(_clean, interval=min(interval, 5.0), first=0.1, name="clean")
+    app.bot_data[CLEANER_KEY] = lambda: job_queue.run_once(_clean, 0, name="clean-now")
+    job_queue.run_repeating(_retention, interval=24 * 3600, first=60, name="retention")
     log.info("bot ready")
+
+
+async def _clean(context: SafeContext) -> None:
+    """Delete the chat messages whose time has come; failures wait for the next run."""
+    deleted = await delete_due(context.core, context.bot)
+    if deleted:
+        log.info("cleared %d chat message(s)", deleted)
+
+
+async def _retention(context: SafeContext) -> None:
+    """Daily: purge sealed records older than SAFERELAY_RETENTION_DAYS."""
+    core = context.core
+    async with core.sessions() as session, session.begin():
+        purged = await purge_old_records(session, core.settings.retention_days)
+    if purged:
+        log.info("retention purged %d record(s)", purged)
 
 
 async def _sweep(context: SafeContext) -> None:
@@ -100,7 +125,9 @@ def build_application(settings: Settings, core: Core | None = None) -> SafeAppli
         .build()
     )
     app.bot_data[CORE_KEY] = core
+    app.bot_data[LIMITER_KEY] = RateLimiter(settings.messages_per_minute)
     common.register(app)
+    safety.register(app)
     member.register(app)
     staff.register(app)
     common.register_fallbacks(app)

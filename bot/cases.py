@@ -38,6 +38,7 @@ class HelpRequest:
     category: str
     urgency: str
     text: str | None = None
+    duress: bool = False  # raised by the member's duress word, not by the buttons
 
     def __post_init__(self) -> None:
         if self.category not in CATEGORIES or self.urgency not in URGENCIES:
@@ -53,7 +54,12 @@ class HelpRequest:
         return self.urgency == "now"
 
     def to_bytes(self, *, with_text: bool = True) -> bytes:
-        payload = {"v": 1, "category": self.category, "urgency": self.urgency}
+        payload: dict[str, object] = {
+            "v": 1,
+            "category": self.category,
+            "urgency": self.urgency,
+            "duress": self.duress,
+        }
         if with_text:
             payload["text"] = self.text
         return json.dumps(payload, ensure_ascii=False).encode("utf-8")
@@ -61,7 +67,12 @@ class HelpRequest:
     @classmethod
     def from_bytes(cls, data: bytes) -> HelpRequest:
         payload = json.loads(data)
-        return cls(payload["category"], payload["urgency"], payload.get("text"))
+        return cls(
+            payload["category"],
+            payload["urgency"],
+            payload.get("text"),
+            payload.get("duress", False),
+        )
 
 
 def sealed_place(case_id: str) -> RecordPlace:
@@ -105,9 +116,7 @@ async def open_case(
             brief=keys.server_box.seal(request.to_bytes(), brief_place(case_id)),
         )
     )
-    alert_case(
-        session, keys, recipients, member, case_id, request.category, request.urgency, request.text
-    )
+    alert_case(session, keys, recipients, member, case_id, request)
     return case_id
 
 
@@ -164,7 +173,13 @@ async def _edit_other_copies(
         if staff is None or member is None:
             continue
         text = t(staff.language, key, pseudonym=member.pseudonym, name=actor.shown_name)
-        enqueue(session, keys, staff.id, Outgoing(text, edit_message_id=copy.message_id))
+        enqueue(
+            session,
+            keys,
+            staff.id,
+            Outgoing(text, edit_message_id=copy.message_id),
+            about=member.id,
+        )
 
 
 async def claim_case(
@@ -262,9 +277,7 @@ async def escalate_due(session: AsyncSession, core: Core, now: datetime | None =
             staff,
             member,
             case.id,
-            brief.category,
-            brief.urgency,
-            brief.text,
+            brief,
             escalation=case.escalations,
             minutes_open=minutes,
         )

@@ -34,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
 from telegram.error import BadRequest, Forbidden, InvalidToken, RetryAfter, TelegramError
 
+from bot.chat import remember
 from bot.core import Core
 from bot.i18n import t
 from bot.people import chat_id_of
@@ -127,8 +128,10 @@ def enqueue(
     message: Outgoing,
     *,
     due_at: datetime | None = None,
+    about: str | None = None,
 ) -> str:
-    """Queue ``message`` for ``recipient_id`` in the caller's transaction."""
+    """Queue ``message`` for ``recipient_id`` in the caller's transaction. ``about`` (by
+    default the linked member) ties the item to a member, so erasing them removes it."""
     item_id = new_id()
     now = utcnow()
     session.add(
@@ -139,6 +142,7 @@ def enqueue(
             created_at=now,
             due_at=due_at or now,
             payload=keys.server_box.seal(message.to_bytes(), payload_place(item_id)),
+            about_member_id=about or (message.link.member_id if message.link else None),
         )
     )
     return item_id
@@ -316,6 +320,14 @@ class Sender:
         else:
             async with core.sessions() as session, session.begin():
                 await queue.remove(session, item.id)
+                if sent_message_id is not None:
+                    # A member's chat clears itself; staff chats are left alone.
+                    await remember(
+                        session,
+                        item.recipient_id,
+                        [sent_message_id],
+                        core.settings.clear_after_minutes,
+                    )
                 if message.link is not None and sent_message_id is not None:
                     session.add(
                         Delivered(

@@ -2,8 +2,12 @@
 
 Our own code logs no ids, names or text. Third-party loggers are held at WARNING (httpx logs
 every request URL, and the URL holds the bot token; PTB at DEBUG logs whole updates). As a
-last line, a filter on the handler rewrites every record: the token and any run of six or
-more digits (Telegram user, chat and message ids are that long) become placeholders.
+last line, a filter on the handler rewrites every record, whatever its logger or level:
+
+- the bot token and any run of six or more digits (Telegram user, chat and message ids are
+  that long) become placeholders;
+- every name, username and message text the bot has recently received (kept in memory only,
+  see :func:`remember_values`) is replaced wherever it appears.
 """
 
 from __future__ import annotations
@@ -12,7 +16,34 @@ import logging
 import re
 import sys
 import traceback
+from collections import OrderedDict
 from typing import TextIO
+
+_RECENT_LIMIT = 5000
+_recent: OrderedDict[str, None] = OrderedDict()
+
+
+def remember_values(*values: str | None) -> None:
+    """Register strings that must never reach a log line (names, usernames, texts)."""
+    for value in values:
+        if value and len(value.strip()) >= 2:
+            _recent[value] = None
+            _recent.move_to_end(value)
+            # Parts of a text (a line, a name inside it) must not slip through either.
+            for part in value.split():
+                if len(part) >= 4:
+                    _recent[part] = None
+    while len(_recent) > _RECENT_LIMIT:
+        _recent.popitem(last=False)
+
+
+def scrub(message: str) -> str:
+    for value in sorted(_recent, key=len, reverse=True):
+        if value in message:
+            message = message.replace(value, "<redacted>")
+    message = _TOKEN.sub("<token>", message)
+    return _LONG_NUMBER.sub("<n>", message)
+
 
 _LONG_NUMBER = re.compile(r"(?<![\d.])-?\d{6,}(?![\d.])")
 _TOKEN = re.compile(r"\d{5,16}:[A-Za-z0-9_-]{30,}")
@@ -23,10 +54,7 @@ class RedactingFilter(logging.Filter):
     """Renders each record once and replaces tokens and long numbers in the result."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        message = _TOKEN.sub("<token>", message)
-        message = _LONG_NUMBER.sub("<n>", message)
-        record.msg, record.args = message, None
+        record.msg, record.args = scrub(record.getMessage()), None
         if record.exc_info and record.exc_info[1] is not None:
             # Exception text may quote a request (with the token) or an id; keep the type
             # and the traceback's code locations, drop the message.
@@ -40,8 +68,12 @@ class RedactingFilter(logging.Filter):
         return True
 
 
-def configure_logging(level: int = logging.INFO, stream: TextIO | None = None) -> logging.Handler:
-    """Log to ``stream`` (stderr) through the redacting filter; returns the handler."""
+def configure_logging(
+    level: int = logging.INFO, stream: TextIO | None = None, *, verbose_libraries: bool = False
+) -> logging.Handler:
+    """Log to ``stream`` (stderr) through the redacting filter; returns the handler.
+    ``verbose_libraries`` lets PTB and httpx log at ``level`` too (for debugging; still
+    redacted)."""
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(RedactingFilter())
@@ -49,5 +81,7 @@ def configure_logging(level: int = logging.INFO, stream: TextIO | None = None) -
     root.handlers[:] = [handler]
     root.setLevel(level)
     for name in NOISY:
-        logging.getLogger(name).setLevel(max(level, logging.WARNING))
+        logging.getLogger(name).setLevel(
+            level if verbose_libraries else max(level, logging.WARNING)
+        )
     return handler

@@ -54,6 +54,9 @@ class Settings:
     escalate_minutes: float = 15.0
     sweep_seconds: float = 30.0
     telegram_timeout_seconds: float = 10.0
+    clear_after_minutes: float = 10.0
+    retention_days: int = 365
+    messages_per_minute: int = 20
 
     @property
     def secrets_dir(self) -> Path:
@@ -139,4 +142,8 @@ def load_settings(
         escalate_minutes=_number(env, "SAFERELAY_ESCALATE_MINUTES", 15.0, 0.01, 24 * 60),
         sweep_seconds=_number(env, "SAFERELAY_SWEEP_SECONDS", 30.0, 0.1, 3600),
         telegram_timeout_seconds=_number(env, "SAFERELAY_TELEGRAM_TIMEOUT", 10.0, 0.5, 120),
+        # Telegram allows deleting a private-chat message only within 48 hours.
+        clear_after_minutes=_number(env, "SAFERELAY_CLEAR_AFTER_MINUTES", 10.0, 0.01, 47 * 60),
+        retention_days=int(_number(env, "SAFERELAY_RETENTION_DAYS", 365, 1, 3650)),
+        messages_per_minute=int(_number(env, "SAFERELAY_MESSAGES_PER_MINUTE", 20, 1, 1000)),
     )

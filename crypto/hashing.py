@@ -14,6 +14,7 @@ LOOKUP_SIZE = 32
 # must never match a digest of another.
 _PERSON_USER = b"sr-tg-user-v1"
 _PERSON_INVITE = b"sr-invite-v1"
+_PERSON_WORD = b"sr-word-v1"
 
 
 class Pepper:
@@ -46,6 +47,17 @@ class Pepper:
     def invite_lookup(self, token: str) -> bytes:
         """What is stored of an invite token, so a copied database holds no usable invite."""
         return self._digest(token.encode("utf-8"), _PERSON_INVITE)
+
+    def word_lookup(self, person_id: str, word: str) -> bytes:
+        """What is stored of a member's code or duress word: keyed, and salted by the person
+        so the same word chosen by two members gives two different digests."""
+        data = person_id.encode("utf-8") + b"\x00" + normalise_word(word).encode("utf-8")
+        return self._digest(data, _PERSON_WORD)
+
+
+def normalise_word(word: str) -> str:
+    """How a safety word is compared: case and spacing do not matter."""
+    return " ".join(word.split()).casefold()
 
 
 def token_digest(pepper: Pepper, token: str) -> bytes:

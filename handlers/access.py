@@ -1,4 +1,4 @@
-"""Access control: runs before every other handler (group -1).
+"""Access control: runs before every other handler (group -2).
 
 Who is writing is decided from the database by keyed hash, on every update. A stranger gets
 one neutral line whatever they send, the same for a wrong, used or expired invite, so the
@@ -8,10 +8,14 @@ bot's answers reveal nothing about the organisation or whether an invite ever ex
 from __future__ import annotations
 
 import logging
+import time
 
 from telegram import Chat, Update
 from telegram.ext import ApplicationHandlerStop
 
+from bot.chat import remember
+from bot.limits import Verdict
+from bot.logs import remember_values
 from bot.people import find_actor
 from handlers.context import SafeContext
 from handlers.render import say
@@ -32,16 +36,59 @@ def is_start_command(update: Update) -> bool:
     )
 
 
+# Message kinds that can identify a place or a person: never stored or passed on, and
+# taken out of the member's chat at once.
+REVEALING = (
+    "location",
+    "venue",
+    "contact",
+    "document",
+    "photo",
+    "video",
+    "voice",
+    "video_note",
+    "audio",
+    "sticker",
+    "animation",
+)
+
+
 async def identify_sender(update: Update, context: SafeContext) -> None:
-    """Resolve the sender's role from the database; stop strangers here."""
+    """Resolve the sender's role from the database; stop strangers and floods here."""
     user, chat = update.effective_user, update.effective_chat
     if user is None or chat is None or chat.type != Chat.PRIVATE or user.is_bot:
         # Groups, channels and other bots: never answer, so nothing is said where others read.
         raise ApplicationHandlerStop
     core = context.core
+    remember_values(user.first_name, user.last_name, user.username)
+    message = update.message
+    if message is not None and message.text:
+        remember_values(message.text)
     async with core.sessions() as session:
-        context.actor = await find_actor(session, core.secrets, user.id)
-    if context.actor is not None or is_start_command(update):
+        context.actor = actor = await find_actor(session, core.secrets, user.id)
+        key = actor.person_id if actor else core.secrets.pepper.user_lookup(user.id).hex()
+        verdict = context.limiter.check(key, time.monotonic())
+    if actor is not None and actor.is_member and message is not None:
+        # Both sides of a member's chat clear themselves; revealing media goes at once.
+        at_once = any(getattr(message, kind, None) for kind in REVEALING)
+        async with core.sessions() as session, session.begin():
+            await remember(
+                session,
+                actor.person_id,
+                [message.message_id],
+                core.settings.clear_after_minutes,
+                at_once=at_once,
+            )
+        if at_once:
+            context.wake_cleaner()
+    if verdict is not Verdict.OK:
+        if verdict is Verdict.FIRST_REFUSAL and actor is not None and update.message is not None:
+            await say(update, context, "slow_down")
+        elif update.callback_query is not None:
+            await update.callback_query.answer()
+        log.info("flood limit reached")
+        raise ApplicationHandlerStop
+    if actor is not None or is_start_command(update):
         return
     await answer_stranger(update, context)
     raise ApplicationHandlerStop

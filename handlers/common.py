@@ -15,6 +15,7 @@ from telegram.ext import (
     filters,
 )
 
+from bot.chat import remember
 from bot.i18n import language_from_telegram, t
 from bot.people import redeem_invite, set_language
 from handlers import member, staff
@@ -49,6 +50,10 @@ async def start(update: Update, context: SafeContext) -> None:
         return
     log.info("enrolled a new %s", actor.role.value)
     context.actor = actor
+    async with core.sessions() as session, session.begin():
+        await remember(
+            session, actor.person_id, [message.message_id], core.settings.clear_after_minutes
+        )
     await say(update, context, "language_prompt", language_keyboard())
 
 
@@ -142,8 +147,9 @@ async def on_error(update: object, context: SafeContext) -> None:
 
 
 def register(app: Application) -> None:  # type: ignore[type-arg]
-    """Access control first, then shared commands. Area modules add theirs in group 0."""
-    app.add_handler(TypeHandler(Update, identify_sender), group=-1)
+    """Access control first (group -2), then shared commands. Area modules add theirs in
+    group 0; the safety words run in group -1, between the two."""
+    app.add_handler(TypeHandler(Update, identify_sender), group=-2)
     app.add_handler(CommandHandler("start", start))
     app.add_handler(CommandHandler("menu", show_menu))
     app.add_handler(CommandHandler("language", ask_language))

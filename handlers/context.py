@@ -7,10 +7,13 @@ from typing import Any
 from telegram.ext import Application, CallbackContext, ExtBot
 
 from bot.core import Core
+from bot.limits import RateLimiter
 from bot.people import Actor
 
 CORE_KEY = "core"
 SENDER_KEY = "sender"
+CLEANER_KEY = "cleaner"
+LIMITER_KEY = "limiter"
 
 
 class SafeContext(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], dict[Any, Any]]):
@@ -37,6 +40,19 @@ class SafeContext(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], 
         sender = self.application.bot_data.get(SENDER_KEY)
         if sender is not None:
             sender.wake()
+
+    def wake_cleaner(self) -> None:
+        """Messages are due for deletion now (quick exit, revealing media): do not wait
+        for the next sweep."""
+        wake = self.application.bot_data.get(CLEANER_KEY)
+        if wake is not None:
+            wake()
+
+    @property
+    def limiter(self) -> RateLimiter:
+        limiter = self.application.bot_data[LIMITER_KEY]
+        assert isinstance(limiter, RateLimiter)
+        return limiter
 
     def require_actor(self) -> Actor:
         """The sender; access control guarantees one for every handler after group -1."""

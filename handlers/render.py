@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
 
+from bot.chat import remember
 from bot.i18n import LANGUAGE_NAMES, LANGUAGES, language_from_telegram, t
 from handlers.context import SafeContext
 
@@ -26,7 +27,11 @@ def member_menu(language: str) -> InlineKeyboardMarkup:
         [
             [(t(language, "menu_checkin"), "menu:checkin")],
             [(t(language, "menu_ask"), "menu:ask")],
-            [(t(language, "menu_language"), "menu:language")],
+            [(t(language, "menu_clear"), "menu:clear")],
+            [
+                (t(language, "menu_settings"), "menu:settings"),
+                (t(language, "menu_language"), "menu:language"),
+            ],
         ]
     )
 
@@ -42,9 +47,17 @@ async def send(
     chat = update.effective_chat
     if chat is None:
         return None
-    return await context.bot.send_message(
+    sent = await context.bot.send_message(
         chat_id=chat.id, text=text, reply_markup=markup, protect_content=True
     )
+    actor = context.actor
+    if actor is not None and actor.is_member:
+        core = context.core
+        async with core.sessions() as session, session.begin():
+            await remember(
+                session, actor.person_id, [sent.message_id], core.settings.clear_after_minutes
+            )
+    return sent
 
 
 async def say(

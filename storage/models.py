@@ -109,6 +109,11 @@ class Person(Base):
     caseworker_id: Mapped[str | None] = mapped_column(
         ForeignKey("people.id", ondelete="SET NULL"), nullable=True
     )
+    # Members only: how long messages stay in their chat (None: the server default), and
+    # their quick-exit and duress words, stored only as keyed hashes.
+    clear_after_minutes: Mapped[int | None] = mapped_column(nullable=True)
+    code_word: Mapped[bytes | None] = mapped_column(LargeBinary(32), nullable=True)
+    duress_word: Mapped[bytes | None] = mapped_column(LargeBinary(32), nullable=True)
 
 
 class Invite(Base):
@@ -249,3 +254,39 @@ class OutboxItem(Base):
     attempts: Mapped[int] = mapped_column(default=0)
     last_error: Mapped[str | None] = mapped_column(String(64), nullable=True)
     payload: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    # The member a message is about (an alert, a relay), so erasing them removes it too.
+    about_member_id: Mapped[str | None] = mapped_column(
+        ForeignKey("people.id", ondelete="CASCADE"), nullable=True, index=True
+    )
+
+
+class ChatMessage(Base):
+    """A message in a member's chat that the bot will delete (both sides), and when.
+
+    Telegram message ids are per-chat counters, not identities; the chat is found through
+    the person's sealed chat reference.
+    """
+
+    __tablename__ = "chat_messages"
+    __table_args__ = (
+        Index(None, "person_id", "message_id", unique=True),
+        Index(None, "delete_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True, default=new_id)
+    person_id: Mapped[str] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"))
+    message_id: Mapped[int] = mapped_column()
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    delete_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    attempts: Mapped[int] = mapped_column(default=0)
+
+
+class Tally(Base):
+    """Anonymous counts that outlive the records they summarise (erasures, purges, yearly
+    survey aggregates). Never about fewer than five people when broken down by period."""
+
+    __tablename__ = "tallies"
+
+    period: Mapped[str] = mapped_column(String(16), primary_key=True)
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    value: Mapped[float] = mapped_column(default=0.0)

@@ -1,0 +1,236 @@
+"""Safety on the phone: quick exit, code and duress words, settings, erasure.
+
+The word checks run in group -1, after access control and before every flow, so a code
+word typed in the middle of a check-in clears the chat instead of becoming the note, and a
+duress word is noticed wherever it is typed -- while the flow itself goes on exactly as for
+any other message, so what the member sees is the same byte for byte.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from telegram import Update
+from telegram.ext import (
+    Application,
+    ApplicationHandlerStop,
+    CallbackQueryHandler,
+    CommandHandler,
+    ConversationHandler,
+    MessageHandler,
+    filters,
+)
+
+from bot.chat import CLEAR_CHOICES, clear_all_now, delete_due, remember
+from bot.erasure import checkpoint, erase_member
+from bot.i18n import t
+from bot.people import active_person, find_by_name
+from bot.safety import WordKind, WordProblem, matches, raise_duress, set_clear_after, set_word
+from handlers.context import SafeContext
+from handlers.render import keyboard, say
+
+log = logging.getLogger(__name__)
+
+AWAITING_WORD = "awaiting_word"
+
+
+def end_flows(update: Update, context: SafeContext) -> None:
+    """Leave any check-in or help request in progress, as if the member pressed /cancel.
+
+    PTB has no public way to end a conversation from outside it; this uses the handler's
+    own state update (pinned PTB major version; covered by the quick-exit tests).
+    """
+    for handler in context.application.handlers.get(0, []):
+        if isinstance(handler, ConversationHandler):
+            key = handler._get_key(update)
+            handler._update_state(ConversationHandler.END, key)
+            job = handler.timeout_jobs.pop(key, None)
+            if job is not None:
+                job.schedule_removal()
+    if context.user_data is not None:
+        context.user_data.clear()
+
+
+async def quick_exit(update: Update, context: SafeContext) -> None:
+    """Delete everything still in the member's chat now: no question, no reply, no trace."""
+    actor, core = context.require_actor(), context.core
+    if not actor.is_member:
+        return
+    if update.callback_query is not None:
+        await update.callback_query.answer()
+    end_flows(update, context)
+    async with core.sessions() as session, session.begin():
+        await clear_all_now(session, actor.person_id)
+    await delete_due(core, context.bot, person_id=actor.person_id)
+    log.info("quick exit")
+    raise ApplicationHandlerStop
+
+
+async def check_words(update: Update, context: SafeContext) -> None:
+    """A member's code word clears the chat; a duress word quietly alerts staff."""
+    actor, core, message = context.require_actor(), context.core, update.effective_message
+    if not actor.is_member or message is None or not message.text:
+        return
+    if context.user_data and context.user_data.get(AWAITING_WORD):
+        await _save_word(update, context, message.text)
+        raise ApplicationHandlerStop
+    async with core.sessions() as session:
+        person = await active_person(session, actor.person_id)
+        kind = matches(core.secrets, person, message.text.strip()) if person else None
+    if kind is WordKind.CODE:
+        await quick_exit(update, context)
+    if kind is WordKind.DURESS:
+        async with core.sessions() as session, session.begin():
+            await raise_duress(session, core, actor.person_id)
+        context.wake_outbox()
+        log.info("duress signal")
+        # No stop: the message goes on to whatever would have handled it.
+
+
+async def show_settings(update: Update, context: SafeContext) -> None:
+    """The member's safety settings, all with buttons."""
+    actor = context.actor
+    if actor is None or not actor.is_member:
+        await say(update, context, "not_understood")
+        return
+    if update.callback_query is not None:
+        await update.callback_query.answer()
+    lang = actor.language
+    rows = [
+        [(t(lang, f"clear_{m}"), f"set:clear:{m}") for m in CLEAR_CHOICES],
+        [(t(lang, "set_code_word"), "set:word:code")],
+        [(t(lang, "set_duress_word"), "set:word:duress")],
+        [(t(lang, "remove_words"), "set:word:none")],
+        [(t(lang, "forget_button"), "forget:me")],
+    ]
+    await say(update, context, "settings_title", keyboard(rows))
+
+
+async def settings_choice(update: Update, context: SafeContext) -> None:
+    """A press on the settings buttons."""
+    query, actor, core = update.callback_query, context.require_actor(), context.core
+    if query is None or query.data is None or not actor.is_member:
+        if query is not None:
+            await query.answer(t(actor.language, "stale_button"))
+        return
+    _, what, value = query.data.split(":", 2)
+    async with core.sessions() as session, session.begin():
+        if what == "clear":
+            await set_clear_after(session, actor.person_id, int(value))
+            answer = t(actor.language, "clear_saved", choice=t(actor.language, f"clear_{value}"))
+        elif value == "none":
+            await set_word(session, core.secrets, actor.person_id, WordKind.CODE, None)
+            await set_word(session, core.secrets, actor.person_id, WordKind.DURESS, None)
+            answer = t(actor.language, "words_removed")
+        else:
+            if context.user_data is not None:
+                context.user_data[AWAITING_WORD] = value
+            answer = ""
+    await query.answer(answer or None)
+    if what == "word" and value != "none":
+        await say(update, context, f"ask_{value}_word")
+
+
+async def _save_word(update: Update, context: SafeContext, word: str) -> None:
+    actor, core = context.require_actor(), context.core
+    assert context.user_data is not None
+    kind = WordKind(context.user_data.pop(AWAITING_WORD))
+    message = update.effective_message
+    async with core.sessions() as session, session.begin():
+        problem = await set_word(session, core.secrets, actor.person_id, kind, word)
+        if message is not None:  # the word itself must not stay on screen
+            await remember(session, actor.person_id, [message.message_id], 0, at_once=True)
+    context.wake_cleaner()
+    if problem is WordProblem.SAME_AS_OTHER:
+        await say(update, context, "word_same")
+    elif problem is not None:
+        await say(update, context, "word_invalid")
+    else:
+        await say(update, context, f"{kind.value}_word_saved")
+
+
+async def ask_forget(update: Update, context: SafeContext) -> None:
+    """/forget: members erase themselves; admins name a member. Always one confirmation."""
+    actor, core = context.require_actor(), context.core
+    lang = actor.language
+    if actor.is_member:
+        target, name = actor.person_id, None
+    elif actor.is_admin and context.args:
+        async with core.sessions() as session:
+            person = await find_by_name(session, core.secrets, " ".join(context.args))
+        if person is None or person.role != "member":
+            await say(update, context, "revoke_unknown")
+            return
+        target, name = person.id, person.pseudonym
+    else:
+        await say(update, context, "not_allowed" if actor.is_staff else "not_understood")
+        return
+    data = "forget:me" if target == actor.person_id else f"forget:p:{target}"
+    rows = [[(t(lang, "forget_confirm"), data + ":yes"), (t(lang, "forget_keep"), "forget:no")]]
+    key = "forget_question" if name is None else "forget_question_admin"
+    if update.callback_query is not None:
+        await update.callback_query.answer()
+    await say(update, context, key, keyboard(rows), pseudonym=name or "")
+
+
+async def confirm_forget(update: Update, context: SafeContext) -> None:
+    """The confirmation press: erase, clear the chat, keep one anonymous count."""
+    query, actor, core = update.callback_query, context.require_actor(), context.core
+    if query is None or query.data is None:
+        return
+    if query.data == "forget:no":
+        await query.answer()
+        await query.edit_message_reply_markup(None)
+        return
+    parts = query.data.split(":")
+    target = actor.person_id if parts[1] == "me" else parts[2]
+    if target != actor.person_id and not actor.is_admin:
+        await query.answer(t(actor.language, "not_allowed"), show_alert=True)
+        return
+    if target == actor.person_id and not actor.is_member:
+        await query.answer(t(actor.language, "stale_button"))
+        return
+    await query.answer()
+    end_flows(update, context)
+    async with core.sessions() as session, session.begin():
+        erased = await erase_member(session, core.secrets, target)
+    if erased is None:
+        await say(update, context, "revoke_unknown")
+        return
+    async with core.sessions() as session:
+        await checkpoint(session)
+    chat_id, message_ids = erased
+    context.wake_outbox()
+    log.info("erased a member")
+    if chat_id is not None and message_ids:
+        try:
+            for start in range(0, len(message_ids), 100):
+                await context.bot.delete_messages(chat_id, message_ids[start : start + 100])
+        except Exception as exc:  # the rows are gone already; nothing to retry with
+            log.warning("could not clear an erased member's chat: %s", type(exc).__name__)
+    if target != actor.person_id:
+        await say(update, context, "forget_done_admin")
+
+
+def register(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
+    app.add_handler(CommandHandler("clear", quick_exit), group=-1)
+    app.add_handler(CallbackQueryHandler(quick_exit, pattern=r"^menu:clear$"), group=-1)
+    app.add_handler(
+        MessageHandler(filters.UpdateType.MESSAGE & filters.TEXT & ~filters.COMMAND, check_words),
+        group=-1,
+    )
+    app.add_handler(CommandHandler("settings", show_settings))
+    app.add_handler(CallbackQueryHandler(show_settings, pattern=r"^menu:settings$"))
+    app.add_handler(
+        CallbackQueryHandler(
+            settings_choice, pattern=r"^set:(clear:(2|10|60|1440)|word:(code|duress|none))$"
+        )
+    )
+    app.add_handler(CommandHandler("forget", ask_forget))
+    app.add_handler(CallbackQueryHandler(ask_forget, pattern=r"^forget:me$"))
+    app.add_handler(
+        CallbackQueryHandler(
+            confirm_forget, pattern=r"^forget:(no|me:yes|p:[A-Za-z0-9_-]{1,40}:yes)$"
+        )
+    )

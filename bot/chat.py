@@ -21,6 +21,7 @@ from telegram import Bot
 from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
 
 from bot.core import Core
+from bot.limits import backoff
 from bot.people import chat_id_of
 from storage.models import ChatMessage, Person, Role, new_id, utcnow
 
@@ -128,7 +129,7 @@ async def delete_due(core: Core, bot: Bot, *, person_id: str | None = None) -> i
                     update(ChatMessage)
                     .where(ChatMessage.id.in_(retry))
                     .values(
-                        delete_at=now + timedelta(seconds=30),
+                        delete_at=now + timedelta(seconds=backoff(max(r.attempts for r in rows))),
                         attempts=ChatMessage.attempts + 1,
                     )
                 )

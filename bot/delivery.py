@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import random
 import time
 import warnings
 from collections.abc import Sequence
@@ -37,6 +36,7 @@ from telegram.error import BadRequest, Forbidden, InvalidToken, RetryAfter, Tele
 from bot.chat import remember
 from bot.core import Core
 from bot.i18n import t
+from bot.limits import MAX_BACKOFF_SECONDS, backoff
 from bot.people import chat_id_of
 from crypto.boxes import RecordPlace
 from crypto.keystore import ServerSecrets
@@ -47,7 +47,6 @@ log = logging.getLogger(__name__)
 
 PRIORITY_URGENT = 0
 PRIORITY_NORMAL = 1
-MAX_BACKOFF_SECONDS = 300.0
 PAYLOAD_VERSION = 1
 
 
@@ -146,12 +145,6 @@ def enqueue(
         )
     )
     return item_id
-
-
-def backoff(attempts: int) -> float:
-    """Exponential back-off with jitter: 1, 2, 4 ... seconds, at most five minutes."""
-    base = min(MAX_BACKOFF_SECONDS, 2.0 ** min(attempts, 16))
-    return base * random.uniform(0.75, 1.25)  # noqa: S311 - jitter, not a secret
 
 
 class Sender:

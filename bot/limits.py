@@ -5,9 +5,11 @@ staff or the database."""
 from __future__ import annotations
 
 import enum
+import random
 from collections import deque
 
 WINDOW_SECONDS = 60.0
+MAX_BACKOFF_SECONDS = 300.0
 MAX_KEYS = 10_000
 
 
@@ -44,3 +46,10 @@ class RateLimiter:
         for key in [k for k, e in self._events.items() if not e or e[-1] <= now - WINDOW_SECONDS]:
             del self._events[key]
             self._warned.discard(key)
+
+
+def backoff(attempts: int) -> float:
+    """Retry delay after ``attempts`` failures: 1, 2, 4 ... seconds with jitter, at most
+    five minutes (outbox sends and chat deletions alike)."""
+    base = min(MAX_BACKOFF_SECONDS, 2.0 ** min(attempts, 16))
+    return base * random.uniform(0.75, 1.25)  # noqa: S311 - jitter, not a secret

@@ -12,6 +12,7 @@ last line, a filter on the handler rewrites every record, whatever its logger or
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import sys
@@ -24,17 +25,27 @@ _recent: OrderedDict[str, None] = OrderedDict()
 
 
 def remember_values(*values: str | None) -> None:
-    """Register strings that must never reach a log line (names, usernames, texts)."""
+    """Register strings that must never reach a log line (names, usernames, texts).
+
+    Process-wide, like logging itself. Each line of a text is registered too, and the
+    JSON-escaped form, because libraries log request bodies in escaped or repr form.
+    """
     for value in values:
-        if value and len(value.strip()) >= 2:
-            _recent[value] = None
-            _recent.move_to_end(value)
-            # Parts of a text (a line, a name inside it) must not slip through either.
-            for part in value.split():
-                if len(part) >= 4:
-                    _recent[part] = None
+        if not value or len(value.strip()) < 2:
+            continue
+        forms = {value, *(line for line in value.splitlines() if len(line.strip()) >= 2)}
+        forms |= {json.dumps(f)[1:-1] for f in list(forms)}
+        forms |= {json.dumps(f, ensure_ascii=False)[1:-1] for f in list(forms)}
+        for form in forms:
+            _recent[form] = None
+            _recent.move_to_end(form)
     while len(_recent) > _RECENT_LIMIT:
         _recent.popitem(last=False)
+
+
+def forget_remembered() -> None:
+    """Drop every registered value (tests; a fresh process starts empty anyway)."""
+    _recent.clear()
 
 
 def scrub(message: str) -> str:

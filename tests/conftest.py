@@ -14,7 +14,7 @@ import nacl.pwhash
 import pytest
 
 from bot.app import SafeApplication, build_application
-from bot.logs import configure_logging
+from bot.logs import configure_logging, forget_remembered
 from bot.people import create_invite
 from bot.settings import Settings, load_settings
 from crypto.boxes import TeamOpener
@@ -121,6 +121,7 @@ async def stop_bot(app: SafeApplication) -> None:
 @pytest.fixture
 async def bot(api: FakeBotApi, data_dir: Path) -> AsyncIterator[RunningBot]:
     log = io.StringIO()
+    forget_remembered()
     handler = configure_logging(logging.DEBUG, log)
     settings = make_settings(data_dir, api)
     app = await start_bot(api, settings)

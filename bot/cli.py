@@ -193,7 +193,7 @@ def cmd_run(settings: Settings, _args: argparse.Namespace) -> int:
 
 def cmd_report(settings: Settings, _args: argparse.Namespace) -> int:
     """Yearly wellbeing figures from check-ins; needs the team passphrase."""
-    from bot.reports import yearly_wellbeing
+    from bot.reports import save_yearly, yearly_wellbeing
 
     secrets_dir = _require_initialised(settings)
     passphrase = _read_passphrase(settings, confirm=False)
@@ -204,8 +204,10 @@ def cmd_report(settings: Settings, _args: argparse.Namespace) -> int:
 
         engine = make_engine(settings.database_url)
         try:
-            async with make_sessionmaker(engine)() as session:
-                return await yearly_wellbeing(session, opener)
+            async with make_sessionmaker(engine)() as session, session.begin():
+                rows = await yearly_wellbeing(session, opener)
+                await save_yearly(session, rows)
+                return rows
         finally:
             await engine.dispose()
 

@@ -54,3 +54,45 @@ async def test_yearly_mean_health_and_threat_share(data_dir: Path) -> None:
     assert [(y, m, c) for y, m, c, _, _ in rows] == [(2014, 5, 5), (2018, 6, 6)]
     assert rows[0][3] == pytest.approx(1.80) and rows[0][4] == pytest.approx(0.60)
     assert rows[1][3] == pytest.approx(3.0) and rows[1][4] == pytest.approx(5 / 6)
+
+
+async def test_saved_figures_outlive_purged_records(data_dir: Path) -> None:
+    from sqlalchemy import delete
+
+    from bot.reports import save_yearly
+    from storage.models import CheckIn
+
+    secrets_dir = SecretsDir(data_dir / "secrets")
+    keys = secrets_dir.load()
+    engine = make_engine(f"sqlite+aiosqlite:///{data_dir / 's.db'}")
+    await migrate(engine)
+    sessions = make_sessionmaker(engine)
+    opener = secrets_dir.unlock(PASSPHRASE)
+    async with sessions() as session, session.begin():
+        for n in range(5):
+            person = Person(
+                id=new_id(),
+                tg_lookup=bytes([n]) * 32,
+                chat_ref=b"x",
+                role=Role.MEMBER.value,
+                pseudonym=f"P {n}",
+                language="ko",
+            )
+            session.add(person)
+            await session.flush()
+            await record_checkin(
+                session,
+                keys.team_sealer,
+                person.id,
+                CheckInAnswers(n + 1, n % 2 == 0),
+                at=datetime(2019, 5, 1, tzinfo=UTC),
+            )
+    async with sessions() as session, session.begin():
+        first = await yearly_wellbeing(session, opener)
+        await save_yearly(session, first)
+    async with sessions() as session, session.begin():
+        await session.execute(delete(CheckIn))  # as retention would
+    async with sessions() as session:
+        after = await yearly_wellbeing(session, opener)
+    await engine.dispose()
+    assert after == first == [(2019, 5, 5, 3.0, 0.6)]

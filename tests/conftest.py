@@ -3,6 +3,7 @@ local fake Bot API server on 127.0.0.1."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 from collections.abc import AsyncIterator
@@ -64,6 +65,23 @@ class RunningBot:
 
     def opener(self) -> TeamOpener:
         return SecretsDir(self.settings.secrets_dir).unlock(PASSPHRASE)
+
+    async def drained(self) -> None:
+        """Until the outbox has nothing pending. A message shows in the fake chat a moment
+        before the sender records it as delivered (which is what makes it answerable), so
+        tests that answer an alert at machine speed wait for this first."""
+        from sqlalchemy import func, select
+
+        from storage.models import OutboxItem
+
+        async def pending() -> int:
+            async with self.core.sessions() as session:
+                query = select(func.count()).select_from(OutboxItem)
+                return int(await session.scalar(query.where(OutboxItem.status == "pending")) or 0)
+
+        async with asyncio.timeout(10):
+            while await pending():  # noqa: ASYNC110 - polls the database
+                await asyncio.sleep(0.01)
 
     async def invite(self, role: Role = Role.MEMBER, *, hours: int = 72) -> str:
         async with self.core.sessions() as session, session.begin():

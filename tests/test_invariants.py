@@ -97,6 +97,7 @@ async def test_scenario_leaves_no_identity_or_answer_on_disk_or_in_logs(bot: Run
     await member.wait_for_message(t("ko", "ask_sent"))
     await member.send_text(SECRETS["relayed text"])
     relayed = await admin.wait_for_message(SECRETS["relayed text"])
+    await bot.drained()
     await admin.send_text(SECRETS["reply text"], reply_to=relayed.message_id)
     await member.wait_for_message(SECRETS["reply text"])
     await bot.api.wait_idle()

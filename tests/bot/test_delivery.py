@@ -82,6 +82,7 @@ async def test_blocked_recipient_is_reported_to_the_sender(quick_bot: RunningBot
     relayed = await mina.wait_for_message("first words")
     # When the member blocks the bot and Mina replies
     bot.api.block(member.user_id)
+    await bot.drained()
     await mina.send_text("are you ok?", reply_to=relayed.message_id)
     # Then the reply is marked failed (its text dropped) and Mina is told
     pseudonym = (relayed.text or "").split(":", 1)[0]

@@ -42,6 +42,7 @@ async def test_help_request_reaches_the_caseworker_and_the_reply_comes_back(
     assert not [m for m in team.joon.inbox() if "Help request" in (m.text or "")]
 
     # When Mina answers by replying to the alert
+    await bot.drained()
     await team.mina.send_text("I can meet you tomorrow at 10.", reply_to=alert.message_id)
     await team.mina.wait_for_message(t("en", "reply_sent", pseudonym=pseudonym))
     # Then the member sees it signed with Mina's chosen name, and nothing of her account
@@ -73,6 +74,7 @@ async def test_free_text_is_relayed_both_ways_with_the_reply_button(
     relayed = await team.mina.wait_for_message("I moved flats")
     assert relayed.text == f"{pseudonym}: Are you there? I moved flats."
     # Reply button, then text
+    await bot.drained()
     await team.mina.press(t("en", "btn_reply"), message=relayed)
     await team.mina.wait_for_message(t("en", "reply_prompt", pseudonym=pseudonym))
     await team.mina.send_text("Glad you told me. Are you safe?")
@@ -99,6 +101,7 @@ async def test_two_claims_race_and_exactly_one_wins(bot: RunningBot, team: Team)
     mina_alert = await team.mina.wait_for_message("Help request from")
     joon_alert = await team.joon.wait_for_message("Help request from")
     await bot.api.wait_idle()
+    await bot.drained()
     # When both press Claim at once
     await team.mina.press(t("en", "btn_claim"), message=mina_alert)
     await team.joon.press(t("en", "btn_claim"), message=joon_alert)
@@ -169,6 +172,7 @@ async def test_worrying_checkin_alerts_the_caseworker(bot: RunningBot, team: Tea
     await team.member.send_text("Police asked about me at work")
     alert = await team.mina.wait_for_message("Check-in from")
     assert "2/5" in (alert.text or "") and "Police asked about me at work" in (alert.text or "")
+    await bot.drained()
     await team.mina.send_text("Call me tonight", reply_to=alert.message_id)
     assert (await team.member.wait_for_message("Call me tonight")).text == "Mina: Call me tonight"
 
@@ -178,6 +182,7 @@ async def test_revoked_caseworker_becomes_a_stranger_and_receives_nothing(
 ) -> None:
     await ask(team.member, "talk", "week", "Feeling low")
     alert = await team.mina.wait_for_message("Help request from")
+    await bot.drained()
     await team.mina.press(t("en", "btn_claim"), message=alert)
     await bot.api.wait_idle()
     # When the admin revokes Mina by her chosen name
@@ -205,6 +210,7 @@ async def test_reply_to_a_member_who_was_removed_says_so(bot: RunningBot, team: 
     relayed = await team.mina.wait_for_message("one more thing")
     await team.admin.send_command("revoke", pseudonym)
     await team.admin.wait_for_message(t("en", "revoke_done", name=pseudonym))
+    await bot.drained()
     await team.mina.send_text("what is it?", reply_to=relayed.message_id)
     await team.mina.wait_for_message(t("en", "reply_gone", pseudonym="?"))
     await bot.api.wait_idle()
@@ -245,6 +251,7 @@ async def test_unclaimed_urgent_request_escalates_until_claimed(
         lambda: sum("STILL UNCLAIMED" in (m.text or "") for m in admin.inbox()) >= 2, timeout=10
     )
     # Once claimed, it stops
+    await bot.drained()
     await mina.press(t("en", "btn_claim"), message=mina.inbox()[-1])
     await bot.api.wait_idle()
     async with bot.core.sessions() as session:

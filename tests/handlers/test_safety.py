@@ -259,6 +259,7 @@ async def test_erasure_leaves_nothing_in_the_database_files(bot: RunningBot, tea
     await ask(member, "medical", "today", "Tooth pain for a week")
     await member.send_text("Quiet words for Mina")
     relayed = await team.mina.wait_for_message("Quiet words for Mina")
+    await bot.drained()
     await team.mina.send_text("Noted, talk soon", reply_to=relayed.message_id)
     await member.wait_for_message("Noted, talk soon")
     await bot.api.wait_idle()

@@ -39,17 +39,37 @@ URGENCY_PATTERN = r"^ask:u:(" + "|".join(URGENCIES) + r")$"
 DRAFT = "checkin"
 
 
-def _draft(context: SafeContext) -> dict[str, Any]:
+def _draft(context: SafeContext, name: str = DRAFT) -> dict[str, Any]:
+    """The answers of a flow in progress: in memory only, never on disk."""
     user_data = context.user_data
     assert user_data is not None
-    draft = user_data.setdefault(DRAFT, {})
+    draft = user_data.setdefault(name, {})
     assert isinstance(draft, dict)
     return draft
 
 
-def _forget_draft(context: SafeContext) -> None:
+def _forget_draft(context: SafeContext, name: str = DRAFT) -> None:
     if context.user_data is not None:
-        context.user_data.pop(DRAFT, None)
+        context.user_data.pop(name, None)
+
+
+async def optional_text(
+    update: Update, context: SafeContext, *, limit: int, empty_key: str, too_long_key: str
+) -> tuple[bool, str | None]:
+    """The last, optional step of a flow: (True, None) for Skip, (True, text) for a usable
+    text, (False, None) when the member was told what to send instead."""
+    if update.callback_query is not None:
+        await update.callback_query.answer()
+        return True, None
+    message = update.effective_message
+    text = (message.text or "").strip() if message else ""
+    if not text:
+        await say(update, context, empty_key)
+        return False, None
+    if len(text) > limit:
+        await say(update, context, too_long_key, limit=limit)
+        return False, None
+    return True, text
 
 
 async def start_checkin(update: Update, context: SafeContext) -> int:
@@ -99,19 +119,14 @@ async def answer_threat(update: Update, context: SafeContext) -> int:
 
 async def answer_note(update: Update, context: SafeContext) -> int:
     """Take the note (or Skip), seal and store the check-in, thank the member."""
-    note: str | None = None
-    if update.callback_query is not None:
-        await update.callback_query.answer()
-    else:
-        message = update.effective_message
-        note = (message.text or "").strip() if message else ""
-        if not note:
-            await say(update, context, "checkin_note_text_only")
-            return NOTE
-        if len(note) > NOTE_LIMIT:
-            await say(update, context, "checkin_note_too_long", limit=NOTE_LIMIT)
-            return NOTE
-    return await _finish(update, context, note)
+    done, note = await optional_text(
+        update,
+        context,
+        limit=NOTE_LIMIT,
+        empty_key="checkin_note_text_only",
+        too_long_key="checkin_note_too_long",
+    )
+    return await _finish(update, context, note) if done else NOTE
 
 
 async def _finish(update: Update, context: SafeContext, note: str | None) -> int:
@@ -182,18 +197,10 @@ async def start_ask(update: Update, context: SafeContext) -> int:
     lang = actor.language
     rows = [[(t(lang, f"cat_{c}"), f"ask:c:{c}")] for c in CATEGORIES]
     message = await say(update, context, "ask_category", keyboard(rows))
-    if context.user_data is not None:
-        context.user_data[ASK_DRAFT] = (
-            {"prompt": (message.chat_id, message.message_id)} if message else {}
-        )
+    _forget_draft(context, ASK_DRAFT)
+    if message is not None:
+        _draft(context, ASK_DRAFT)["prompt"] = (message.chat_id, message.message_id)
     return ASK_CATEGORY
-
-
-def _ask_draft(context: SafeContext) -> dict[str, Any]:
-    assert context.user_data is not None
-    draft = context.user_data.setdefault(ASK_DRAFT, {})
-    assert isinstance(draft, dict)
-    return draft
 
 
 async def answer_category(update: Update, context: SafeContext) -> int:
@@ -202,7 +209,7 @@ async def answer_category(update: Update, context: SafeContext) -> int:
     if query is None or query.data is None:
         return ASK_CATEGORY
     await query.answer()
-    _ask_draft(context)["category"] = query.data.rsplit(":", 1)[1]
+    _draft(context, ASK_DRAFT)["category"] = query.data.rsplit(":", 1)[1]
     rows = [[(t(lang, f"urg_{u}"), f"ask:u:{u}") for u in URGENCIES]]
     await query.edit_message_text(t(lang, "ask_urgency"), reply_markup=keyboard(rows))
     return ASK_URGENCY
@@ -214,7 +221,7 @@ async def answer_urgency(update: Update, context: SafeContext) -> int:
     if query is None or query.data is None:
         return ASK_URGENCY
     await query.answer()
-    _ask_draft(context)["urgency"] = query.data.rsplit(":", 1)[1]
+    _draft(context, ASK_DRAFT)["urgency"] = query.data.rsplit(":", 1)[1]
     await query.edit_message_text(
         t(lang, "ask_text"), reply_markup=keyboard([[(t(lang, "checkin_skip"), "ask:skip")]])
     )
@@ -223,21 +230,17 @@ async def answer_urgency(update: Update, context: SafeContext) -> int:
 
 async def answer_ask_text(update: Update, context: SafeContext) -> int:
     """Take the words (or Skip), open the case, alert staff."""
-    text: str | None = None
-    if update.callback_query is not None:
-        await update.callback_query.answer()
-    else:
-        message = update.effective_message
-        text = (message.text or "").strip() if message else ""
-        if not text:
-            await say(update, context, "relay_text_only")
-            return ASK_TEXT
-        if len(text) > HELP_TEXT_LIMIT:
-            await say(update, context, "ask_text_too_long", limit=HELP_TEXT_LIMIT)
-            return ASK_TEXT
-    actor, core, draft = context.require_actor(), context.core, _ask_draft(context)
-    if context.user_data is not None:
-        context.user_data.pop(ASK_DRAFT, None)
+    done, text = await optional_text(
+        update,
+        context,
+        limit=HELP_TEXT_LIMIT,
+        empty_key="relay_text_only",
+        too_long_key="ask_text_too_long",
+    )
+    if not done:
+        return ASK_TEXT
+    actor, core, draft = context.require_actor(), context.core, _draft(context, ASK_DRAFT)
+    _forget_draft(context, ASK_DRAFT)
     if "category" not in draft or "urgency" not in draft:
         await say(update, context, "stale_button")
         return ConversationHandler.END
@@ -258,8 +261,7 @@ async def answer_ask_text(update: Update, context: SafeContext) -> int:
 
 async def cancel_ask(update: Update, context: SafeContext) -> int:
     """Leave the help request; nothing is stored or sent."""
-    if context.user_data is not None:
-        context.user_data.pop(ASK_DRAFT, None)
+    _forget_draft(context, ASK_DRAFT)
     await say(update, context, "cancelled")
     return ConversationHandler.END
 

@@ -137,11 +137,15 @@ async def stop_bot(app: SafeApplication) -> None:
 
 
 @pytest.fixture
-async def bot(api: FakeBotApi, data_dir: Path) -> AsyncIterator[RunningBot]:
+async def bot(
+    api: FakeBotApi, data_dir: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[RunningBot]:
+    """The bot, with settings from ``@pytest.mark.bot_env(NAME="value", ...)`` if given."""
     log = io.StringIO()
     forget_remembered()
     handler = configure_logging(logging.DEBUG, log)
-    settings = make_settings(data_dir, api)
+    marker = request.node.get_closest_marker("bot_env")
+    settings = make_settings(data_dir, api, **(marker.kwargs if marker else {}))
     app = await start_bot(api, settings)
     try:
         yield RunningBot(api=api, app=app, settings=settings, log=log)

@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -17,18 +16,10 @@ from sqlalchemy import select
 
 from bot.i18n import t
 from storage.models import OutboxItem, Role
-from tests.conftest import PASSPHRASE, RunningBot, make_settings, start_bot, stop_bot
+from tests.conftest import PASSPHRASE, RunningBot, make_settings
 from tests.fakebot import FakeBotApi, FakeUser
 
-
-@pytest.fixture
-async def quick_bot(api: FakeBotApi, data_dir: Path) -> AsyncIterator[RunningBot]:
-    settings = make_settings(data_dir, api, SAFERELAY_TELEGRAM_TIMEOUT="1")
-    app = await start_bot(api, settings)
-    try:
-        yield RunningBot(api=api, app=app, settings=settings, log=io.StringIO())
-    finally:
-        await stop_bot(app)
+QUICK_TIMEOUT = pytest.mark.bot_env(SAFERELAY_TELEGRAM_TIMEOUT="1")
 
 
 async def pair(bot: RunningBot) -> tuple[FakeUser, FakeUser]:
@@ -51,10 +42,10 @@ async def outbox_rows(bot: RunningBot) -> list[OutboxItem]:
         return list(await session.scalars(select(OutboxItem)))
 
 
+@QUICK_TIMEOUT
 async def test_429_500_dropped_connection_and_timeout_each_deliver_exactly_once(
-    quick_bot: RunningBot,
+    bot: RunningBot,
 ) -> None:
-    bot = quick_bot
     mina, member = await pair(bot)
     # Given the Bot API refusing sends to Mina in four different ways, one after another
     bot.api.fail_next("sendMessage", chat_id=mina.chat_id, status=429, retry_after=1)
@@ -75,8 +66,8 @@ async def test_429_500_dropped_connection_and_timeout_each_deliver_exactly_once(
     assert len(injected) == 4
 
 
-async def test_blocked_recipient_is_reported_to_the_sender(quick_bot: RunningBot) -> None:
-    bot = quick_bot
+@QUICK_TIMEOUT
+async def test_blocked_recipient_is_reported_to_the_sender(bot: RunningBot) -> None:
     mina, member = await pair(bot)
     await member.send_text("first words")
     relayed = await mina.wait_for_message("first words")
@@ -95,8 +86,8 @@ async def test_blocked_recipient_is_reported_to_the_sender(quick_bot: RunningBot
     assert [(r.status, r.last_error, r.payload) for r in rows] == [("failed", "403", None)]
 
 
-async def test_the_sender_keeps_one_message_a_second_per_chat(quick_bot: RunningBot) -> None:
-    bot = quick_bot
+@QUICK_TIMEOUT
+async def test_the_sender_keeps_one_message_a_second_per_chat(bot: RunningBot) -> None:
     mina, member = await pair(bot)
     for n in range(4):
         await member.send_text(f"burst {n}")

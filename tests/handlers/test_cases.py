@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
 from sqlalchemy import select
 
@@ -12,8 +9,7 @@ from bot.cases import HelpRequest, sealed_place
 from bot.i18n import t
 from bot.relay import note_place
 from storage.models import Case, Note, Role
-from tests.conftest import RunningBot, make_settings, start_bot, stop_bot
-from tests.fakebot import FakeBotApi
+from tests.conftest import RunningBot
 from tests.handlers.conftest import Team, ask, pseudonym_of
 
 
@@ -217,24 +213,8 @@ async def test_reply_to_a_member_who_was_removed_says_so(bot: RunningBot, team: 
     assert not [m for m in team.member.inbox() if "what is it?" in (m.text or "")]
 
 
-@pytest.fixture
-async def fast_escalation(api: FakeBotApi, data_dir: Path) -> AsyncIterator[RunningBot]:
-    import io
-
-    settings = make_settings(
-        data_dir, api, SAFERELAY_ESCALATE_MINUTES="0.02", SAFERELAY_SWEEP_SECONDS="0.2"
-    )
-    app = await start_bot(api, settings)
-    try:
-        yield RunningBot(api=api, app=app, settings=settings, log=io.StringIO())
-    finally:
-        await stop_bot(app)
-
-
-async def test_unclaimed_urgent_request_escalates_until_claimed(
-    fast_escalation: RunningBot,
-) -> None:
-    bot = fast_escalation
+@pytest.mark.bot_env(SAFERELAY_ESCALATE_MINUTES="0.02", SAFERELAY_SWEEP_SECONDS="0.2")
+async def test_unclaimed_urgent_request_escalates_until_claimed(bot: RunningBot) -> None:
     admin = bot.api.user(610001, "Admin", language_code="en")
     mina = bot.api.user(610002, "Mina", language_code="en")
     member = bot.api.user(610003, "Member", language_code="en")

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -12,8 +10,8 @@ from sqlalchemy import select
 from bot.checkins import NOTE_LIMIT, CheckInAnswers, open_checkin
 from bot.i18n import t
 from storage.models import CheckIn, Role
-from tests.conftest import RunningBot, make_settings, start_bot, stop_bot
-from tests.fakebot import FakeBotApi, FakeUser
+from tests.conftest import RunningBot
+from tests.fakebot import FakeUser
 
 
 async def stored(bot: RunningBot) -> list[CheckInAnswers]:
@@ -122,20 +120,8 @@ async def test_forged_answers_outside_the_scale_are_ignored(bot: RunningBot) -> 
     await user.wait_for_message(t("en", "checkin_threat"))
 
 
-@pytest.fixture
-async def quick_expiry_bot(api: FakeBotApi, data_dir: Path) -> AsyncIterator[RunningBot]:
-    import io
-
-    settings = make_settings(data_dir, api, SAFERELAY_CHECKIN_TIMEOUT_MINUTES="0.02")
-    app = await start_bot(api, settings)
-    try:
-        yield RunningBot(api=api, app=app, settings=settings, log=io.StringIO())
-    finally:
-        await stop_bot(app)
-
-
-async def test_half_finished_checkin_expires(quick_expiry_bot: RunningBot) -> None:
-    bot = quick_expiry_bot
+@pytest.mark.bot_env(SAFERELAY_CHECKIN_TIMEOUT_MINUTES="0.02")
+async def test_half_finished_checkin_expires(bot: RunningBot) -> None:
     user = await member(bot)
     await user.send_command("checkin")
     await user.press(t("en", "checkin_health_2"))

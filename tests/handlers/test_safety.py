@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -33,17 +32,10 @@ async def count(bot: RunningBot, model: type) -> int:
         return int(await session.scalar(select(func.count()).select_from(model)) or 0)
 
 
-@pytest.fixture
-async def fast_clear(api: FakeBotApi, data_dir: Path) -> AsyncIterator[RunningBot]:
-    """Messages clear after 1.2 s; the cleaner looks every 0.2 s."""
-    settings = make_settings(
-        data_dir, api, SAFERELAY_CLEAR_AFTER_MINUTES="0.02", SAFERELAY_SWEEP_SECONDS="0.2"
-    )
-    app = await start_bot(api, settings)
-    try:
-        yield RunningBot(api=api, app=app, settings=settings, log=io.StringIO())
-    finally:
-        await stop_bot(app)
+# Messages clear after 1.2 s; the cleaner looks every 0.2 s.
+FAST_CLEAR = pytest.mark.bot_env(
+    SAFERELAY_CLEAR_AFTER_MINUTES="0.02", SAFERELAY_SWEEP_SECONDS="0.2"
+)
 
 
 async def checkin(user: FakeUser, lang: str = "en", note: str | None = None) -> None:
@@ -57,8 +49,8 @@ async def checkin(user: FakeUser, lang: str = "en", note: str | None = None) -> 
     await user.wait_for_message(t(lang, "checkin_thanks"))
 
 
-async def test_the_whole_exchange_disappears_after_the_delay(fast_clear: RunningBot) -> None:
-    bot = fast_clear
+@FAST_CLEAR
+async def test_the_whole_exchange_disappears_after_the_delay(bot: RunningBot) -> None:
     member = bot.api.user(640001, "Member", language_code="en")
     await bot.enrol(member, Role.MEMBER, "en")
     await checkin(member)
@@ -73,8 +65,8 @@ async def test_the_whole_exchange_disappears_after_the_delay(fast_clear: Running
     )
 
 
-async def test_staff_chats_are_not_cleared(fast_clear: RunningBot) -> None:
-    bot = fast_clear
+@FAST_CLEAR
+async def test_staff_chats_are_not_cleared(bot: RunningBot) -> None:
     admin = bot.api.user(640002, "Admin", language_code="en")
     await bot.enrol(admin, Role.ADMIN, "en", name="Coordinator")
     await asyncio.sleep(2)
@@ -137,8 +129,8 @@ async def test_pending_deletions_survive_a_restart(api: FakeBotApi, data_dir: Pa
         await stop_bot(app)
 
 
-async def test_failed_deletions_are_retried_and_crash_nothing(fast_clear: RunningBot) -> None:
-    bot = fast_clear
+@FAST_CLEAR
+async def test_failed_deletions_are_retried_and_crash_nothing(bot: RunningBot) -> None:
     bot.api.fail_next("deleteMessages", count=3, status=500)
     member = bot.api.user(640005, "Member", language_code="en")
     await bot.enrol(member, Role.MEMBER, "en")
@@ -181,16 +173,8 @@ async def test_quick_exit_empties_the_chat_at_once_without_a_trace(
     assert await count(bot, CheckIn) == 0
 
 
-async def test_clearing_50_messages(api: FakeBotApi, data_dir: Path) -> None:
-    settings = make_settings(data_dir, api, SAFERELAY_MESSAGES_PER_MINUTE="200")
-    bot = RunningBot(api, await start_bot(api, settings), settings, io.StringIO())
-    try:
-        await _clear_50(bot)
-    finally:
-        await stop_bot(bot.app)
-
-
-async def _clear_50(bot: RunningBot) -> None:
+@pytest.mark.bot_env(SAFERELAY_MESSAGES_PER_MINUTE="200")
+async def test_clearing_50_messages(bot: RunningBot) -> None:
     member = bot.api.user(640007, "Member", language_code="en")
     await bot.enrol(member, Role.MEMBER, "en")
     for n in range(24):

@@ -66,6 +66,12 @@ async def remember(
             )
         )
     )
+    if known and at_once:  # already scheduled for later: bring it forward
+        await session.execute(
+            update(ChatMessage)
+            .where(ChatMessage.person_id == person_id, ChatMessage.message_id.in_(known))
+            .values(delete_at=delete_at)
+        )
     session.add_all(
         ChatMessage(
             id=new_id(), person_id=person_id, message_id=m, sent_at=now, delete_at=delete_at

@@ -33,6 +33,7 @@ from handlers.render import keyboard, say
 log = logging.getLogger(__name__)
 
 AWAITING_WORD = "awaiting_word"
+WORD_PROMPT = "word_prompt"
 
 
 def end_flows(update: Update, context: SafeContext) -> None:
@@ -129,7 +130,9 @@ async def settings_choice(update: Update, context: SafeContext) -> None:
             answer = ""
     await query.answer(answer or None)
     if what == "word" and value != "none":
-        await say(update, context, f"ask_{value}_word")
+        prompt = await say(update, context, f"ask_{value}_word")
+        if prompt is not None and context.user_data is not None:
+            context.user_data[WORD_PROMPT] = prompt.message_id
 
 
 async def _save_word(update: Update, context: SafeContext, word: str) -> None:
@@ -137,10 +140,15 @@ async def _save_word(update: Update, context: SafeContext, word: str) -> None:
     assert context.user_data is not None
     kind = WordKind(context.user_data.pop(AWAITING_WORD))
     message = update.effective_message
+    # Neither the word nor the question that explains what it does may stay on screen.
+    on_screen = [context.user_data.pop(WORD_PROMPT, None)]
+    if message is not None:
+        on_screen.append(message.message_id)
     async with core.sessions() as session, session.begin():
         problem = await set_word(session, core.secrets, actor.person_id, kind, word)
-        if message is not None:  # the word itself must not stay on screen
-            await remember(session, actor.person_id, [message.message_id], 0, at_once=True)
+        await remember(
+            session, actor.person_id, [m for m in on_screen if m is not None], 0, at_once=True
+        )
     context.wake_cleaner()
     if problem is WordProblem.SAME_AS_OTHER:
         await say(update, context, "word_same")

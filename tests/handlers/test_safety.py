@@ -203,9 +203,12 @@ async def test_duress_word_answers_exactly_as_usual_and_alerts_staff(
     await duress.wait_for_message("Welcome")
     await duress.send_command("settings")
     await duress.press(t("en", "set_duress_word"))
-    await duress.send_text("Sunflower")
+    question = await duress.wait_for_message(t("en", "ask_duress_word"))
+    word = await duress.send_text("Sunflower")
     await duress.wait_for_message(t("en", "duress_word_saved"))
     await bot.api.wait_idle()
+    # What the word does, and the word itself, leave the screen at once
+    await bot.api.wait_for(lambda: question.deleted and word.deleted, timeout=5)
 
     async def scenario(user: FakeUser) -> list[tuple[str | None, object]]:
         seen = len(user.inbox())

@@ -200,6 +200,8 @@ class Sender:
 
     async def _run(self) -> None:
         while not self._stopping:
+            # Cleared before looking, so a wake-up that arrives during the round is kept.
+            self._wake.clear()
             try:
                 pause = await self._round()
             except Exception as exc:  # a database hiccup must not end delivery for good
@@ -207,7 +209,6 @@ class Sender:
                 pause = 1.0
             if self._stopping:
                 break
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=max(pause, 0.005))
         if self._tasks:

@@ -36,6 +36,7 @@ def remember_values(*values: str | None) -> None:
         forms = {value, *(line for line in value.splitlines() if len(line.strip()) >= 2)}
         forms |= {json.dumps(f)[1:-1] for f in list(forms)}
         forms |= {json.dumps(f, ensure_ascii=False)[1:-1] for f in list(forms)}
+        forms |= {repr(f)[1:-1] for f in list(forms)}
         for form in forms:
             _recent[form] = None
             _recent.move_to_end(form)
@@ -49,15 +50,50 @@ def forget_remembered() -> None:
 
 
 def scrub(message: str) -> str:
+    """Everything the module docstring promises, in an order where no step can break the
+    next: the token first (a remembered word inside it must not split it), then whole
+    fields of Telegram objects, invite links, remembered values, and long numbers."""
+    message = _TOKEN.sub("<token>", message)
+    message = _FIELD.sub(r"\1\2<redacted>\2", message)
+    message = _INVITE.sub(r"\1<redacted>", message)
     for value in sorted(_recent, key=len, reverse=True):
         if value in message:
             message = message.replace(value, "<redacted>")
-    message = _TOKEN.sub("<token>", message)
     return _LONG_NUMBER.sub("<n>", message)
 
 
-_LONG_NUMBER = re.compile(r"(?<![\d.])-?\d{6,}(?![\d.])")
+_LONG_NUMBER = re.compile(r"(?<!\d)-?\d{6,}(?!\d)")
 _TOKEN = re.compile(r"\d{5,16}:[A-Za-z0-9_-]{30,}")
+# PTB logs whole updates and request parameters at DEBUG (as dicts, JSON, or object reprs
+# such as Chat(first_name='...')), before any handler could register the names in them:
+# their personal fields are redacted by name, whatever their value. A value is a quoted
+# string with escapes; the closing quote is the same kind as the opening one.
+_SENSITIVE_FIELDS = (
+    "first_name",
+    "last_name",
+    "username",
+    "text",
+    "caption",
+    "data",
+    "title",
+    "query",
+    "phone_number",
+    "vcard",
+    "address",
+    "bio",
+    "name",
+    "description",
+    "start_parameter",
+)
+_FIELD = re.compile(
+    r"""((?:['"](?:"""
+    + "|".join(_SENSITIVE_FIELDS)
+    + r""")['"]\s*:\s*|\b(?:"""
+    + "|".join(_SENSITIVE_FIELDS)
+    + r""")=))(['"])(?:\\.|(?!\2).)*\2""",
+    re.DOTALL,
+)
+_INVITE = re.compile(r"(start[=\s]+)[A-Za-z0-9_-]{16,64}")
 NOISY = ("httpx", "httpcore", "telegram", "apscheduler", "aiosqlite", "alembic")
 
 
@@ -65,7 +101,11 @@ class RedactingFilter(logging.Filter):
     """Renders each record once and replaces tokens and long numbers in the result."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.msg, record.args = scrub(record.getMessage()), None
+        try:
+            rendered = record.getMessage()
+        except Exception:  # a malformed log call must not raise where it was made
+            rendered = f"{record.msg} (unformattable log arguments)"
+        record.msg, record.args = scrub(rendered), None
         if record.exc_info and record.exc_info[1] is not None:
             # Exception text may quote a request (with the token) or an id; keep the type
             # and the traceback's code locations, drop the message.

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 
-from telegram import Chat, Update
+from telegram import Chat, MessageEntity, Update
 from telegram.ext import ApplicationHandlerStop
 
 from bot.chat import remember
@@ -24,16 +24,18 @@ log = logging.getLogger(__name__)
 
 
 def is_start_command(update: Update) -> bool:
+    """The same test PTB's CommandHandler applies: a bot_command entity at the start naming
+    /start (with this bot's username, in any case). A stranger's message that merely looks
+    like /start gets the stranger line, not a handler that expects an enrolled sender."""
     message = update.message
-    return bool(
-        message
-        and message.text
-        and message.text.split(maxsplit=1)[0]
-        in (
-            "/start",
-            f"/start@{message.get_bot().username}",
-        )
-    )
+    if message is None or not message.text or not message.entities:
+        return False
+    entity = message.entities[0]
+    if entity.type != MessageEntity.BOT_COMMAND or entity.offset != 0:
+        return False
+    command, _, mention = message.text[1 : entity.length].partition("@")
+    username = message.get_bot().username or ""
+    return command.lower() == "start" and (not mention or mention.lower() == username.lower())
 
 
 # Message kinds that can identify a place or a person: never stored or passed on, and
@@ -54,10 +56,29 @@ REVEALING = (
 
 
 async def identify_sender(update: Update, context: SafeContext) -> None:
-    """Resolve the sender's role from the database; stop strangers and floods here."""
+    """Resolve the sender's role from the database; stop strangers and floods here.
+
+    Fails closed: PTB goes on to the next handler group after an exception, so any failure
+    in here stops the update instead.
+    """
+    try:
+        await _identify(update, context)
+    except ApplicationHandlerStop:
+        raise
+    except Exception as exc:
+        log.error("access control failed, update dropped: %s", type(exc).__name__, exc_info=exc)
+        raise ApplicationHandlerStop from None
+
+
+async def _identify(update: Update, context: SafeContext) -> None:
     user, chat = update.effective_user, update.effective_chat
     if user is None or chat is None or chat.type != Chat.PRIVATE or user.is_bot:
         # Groups, channels and other bots: never answer, so nothing is said where others read.
+        raise ApplicationHandlerStop
+    query = update.callback_query
+    if query is not None and not query.data:
+        # PTB's pattern handlers all match a press without data: nobody may see one.
+        await query.answer()
         raise ApplicationHandlerStop
     core = context.core
     remember_values(user.first_name, user.last_name, user.username)

@@ -21,7 +21,7 @@ from bot.people import redeem_invite, set_language
 from handlers import member, staff
 from handlers.access import answer_stranger, identify_sender
 from handlers.context import SafeContext
-from handlers.render import language_keyboard, member_menu, say, send
+from handlers.render import edit_pressed, language_keyboard, member_menu, say, send
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ async def choose_language(update: Update, context: SafeContext) -> None:
     await query.answer()
     first_time = not actor.language_chosen
     context.actor = actor = replace(actor, language=language, language_chosen=True)
-    await query.edit_message_text(t(language, "language_saved"))
+    await edit_pressed(query, t(language, "language_saved"))
     if not first_time:
         return
     if actor.is_member:

@@ -29,7 +29,7 @@ from bot.i18n import t
 from bot.relay import TEXT_LIMIT as RELAY_LIMIT
 from bot.relay import relay_from_member
 from handlers.context import SafeContext
-from handlers.render import keyboard, say
+from handlers.render import edit_pressed, keyboard, say
 
 log = logging.getLogger(__name__)
 
@@ -96,9 +96,10 @@ async def answer_health(update: Update, context: SafeContext) -> int:
         return HEALTH
     await query.answer()
     _draft(context)["health"] = int(query.data.rsplit(":", 1)[1])
-    await query.edit_message_text(
+    await edit_pressed(
+        query,
         t(lang, "checkin_threat"),
-        reply_markup=keyboard([[(t(lang, "yes"), "ci:t:yes"), (t(lang, "no"), "ci:t:no")]]),
+        keyboard([[(t(lang, "yes"), "ci:t:yes"), (t(lang, "no"), "ci:t:no")]]),
     )
     return THREAT
 
@@ -110,9 +111,8 @@ async def answer_threat(update: Update, context: SafeContext) -> int:
         return THREAT
     await query.answer()
     _draft(context)["threat"] = query.data.endswith(":yes")
-    await query.edit_message_text(
-        t(lang, "checkin_note"),
-        reply_markup=keyboard([[(t(lang, "checkin_skip"), "ci:skip")]]),
+    await edit_pressed(
+        query, t(lang, "checkin_note"), keyboard([[(t(lang, "checkin_skip"), "ci:skip")]])
     )
     return NOTE
 
@@ -211,7 +211,7 @@ async def answer_category(update: Update, context: SafeContext) -> int:
     await query.answer()
     _draft(context, ASK_DRAFT)["category"] = query.data.rsplit(":", 1)[1]
     rows = [[(t(lang, f"urg_{u}"), f"ask:u:{u}") for u in URGENCIES]]
-    await query.edit_message_text(t(lang, "ask_urgency"), reply_markup=keyboard(rows))
+    await edit_pressed(query, t(lang, "ask_urgency"), keyboard(rows))
     return ASK_URGENCY
 
 
@@ -222,8 +222,8 @@ async def answer_urgency(update: Update, context: SafeContext) -> int:
         return ASK_URGENCY
     await query.answer()
     _draft(context, ASK_DRAFT)["urgency"] = query.data.rsplit(":", 1)[1]
-    await query.edit_message_text(
-        t(lang, "ask_text"), reply_markup=keyboard([[(t(lang, "checkin_skip"), "ask:skip")]])
+    await edit_pressed(
+        query, t(lang, "ask_text"), keyboard([[(t(lang, "checkin_skip"), "ask:skip")]])
     )
     return ASK_TEXT
 

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
+from telegram import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
+from telegram.error import BadRequest
 
 from bot.chat import remember
 from bot.i18n import LANGUAGE_NAMES, LANGUAGES, language_from_telegram, t
 from handlers.context import SafeContext
+
+log = logging.getLogger(__name__)
 
 
 def keyboard(rows: Sequence[Sequence[tuple[str, str]]]) -> InlineKeyboardMarkup:
@@ -76,3 +80,20 @@ def language_of(update: Update, context: SafeContext) -> str:
         return context.actor.language
     user = update.effective_user
     return language_from_telegram(user.language_code if user else None)
+
+
+async def edit_pressed(
+    query: CallbackQuery, text: str | None = None, markup: InlineKeyboardMarkup | None = None
+) -> None:
+    """Edit the message whose button was pressed (its text, or only its buttons).
+
+    A double tap edits to what is already there, and a prompt may have been deleted by a
+    quick exit in the meantime: Telegram answers 400 to both, and neither is a failure.
+    """
+    try:
+        if text is None:
+            await query.edit_message_reply_markup(markup)
+        else:
+            await query.edit_message_text(text, reply_markup=markup)
+    except BadRequest as exc:
+        log.debug("pressed message not edited: %s", type(exc).__name__)

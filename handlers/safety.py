@@ -28,7 +28,7 @@ from bot.i18n import t
 from bot.people import active_person, find_by_name
 from bot.safety import WordKind, WordProblem, matches, raise_duress, set_clear_after, set_word
 from handlers.context import SafeContext
-from handlers.render import keyboard, say
+from handlers.render import edit_pressed, keyboard, say
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +189,7 @@ async def confirm_forget(update: Update, context: SafeContext) -> None:
         return
     if query.data == "forget:no":
         await query.answer()
-        await query.edit_message_reply_markup(None)
+        await edit_pressed(query)
         return
     parts = query.data.split(":")
     target = actor.person_id if parts[1] == "me" else parts[2]

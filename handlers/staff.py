@@ -26,7 +26,7 @@ from bot.relay import (
 )
 from bot.staff import RevokeOutcome, may_invite, revoke
 from handlers.context import SafeContext
-from handlers.render import keyboard, say, send
+from handlers.render import edit_pressed, keyboard, say, send
 from storage.models import Role, utcnow
 
 log = logging.getLogger(__name__)
@@ -158,23 +158,24 @@ async def case_action(update: Update, context: SafeContext) -> None:
         return
     if result.outcome is Outcome.CLOSED:
         await query.answer(t(lang, "case_closed"))
-        await query.edit_message_reply_markup(None)
+        await edit_pressed(query)
         return
     if verb == "claim":
         await query.answer(t(lang, "claim_done"))
-        await query.edit_message_reply_markup(
-            keyboard(
+        await edit_pressed(
+            query,
+            markup=keyboard(
                 [
                     [
                         (t(lang, "btn_reply"), "rp"),
                         (t(lang, "btn_resolve"), f"case:resolve:{case_id}"),
                     ]
                 ]
-            )
+            ),
         )
     else:
         await query.answer(t(lang, "resolve_done"))
-        await query.edit_message_reply_markup(None)
+        await edit_pressed(query)
 
 
 async def start_reply(update: Update, context: SafeContext) -> None:

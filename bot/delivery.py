@@ -256,9 +256,13 @@ class Sender:
             task.add_done_callback(self._done)
             if self._stopping or time.monotonic() < self._paused_until:
                 break
-        if next_due is not None:
-            until_due = (next_due - utcnow()).total_seconds()
-            soonest = min(soonest, max(until_due, 0.0)) if until_due > 0 else min(soonest, 0.05)
+        if next_due is not None and (until_due := (next_due - utcnow()).total_seconds()) > 0:
+            soonest = min(soonest, until_due)
+        # Items already due but held back are covered above (their chat's next free slot)
+        # or by the wake-up each finished send gives.
+        if len(self._chat_ready) > 10_000:
+            now_mono = time.monotonic()
+            self._chat_ready = {c: r for c, r in self._chat_ready.items() if r > now_mono}
         return soonest
 
     def _done(self, task: asyncio.Task[None]) -> None:

@@ -835,7 +835,7 @@ async def test_cli_runs_standalone() -> None:
             assert updates[0].message is not None and updates[0].message.text == "/start"
     finally:
         process.send_signal(signal.SIGINT)
-        await asyncio.wait_for(process.wait(), 10)
+        await asyncio.wait_for(process.wait(), 30)
     assert process.returncode == 0
 
 

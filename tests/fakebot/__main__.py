@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
 
 from tests.fakebot.server import DEFAULT_TOKEN, FakeBotApi
@@ -28,6 +29,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 async def _serve(args: argparse.Namespace) -> None:
+    # Ctrl-C and SIGTERM set an event rather than interrupting whatever is running, so the
+    # shutdown below always runs, and runs to its end.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
     server = FakeBotApi(args.token, args.username, port=args.port)
     await server.start()
     try:
@@ -35,17 +42,14 @@ async def _serve(args: argparse.Namespace) -> None:
         print(f"base_file_url: {server.base_file_url}", file=sys.stderr)
         print(f"control API:   http://127.0.0.1:{server.port}/_fake/state", file=sys.stderr)
         print("Ctrl-C stops the server.", file=sys.stderr, flush=True)
-        await asyncio.Event().wait()
+        await stop.wait()
     finally:
-        await server.stop()
+        await asyncio.wait_for(server.stop(), timeout=5)
+        print("stopped", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    try:
-        asyncio.run(_serve(args))
-    except KeyboardInterrupt:
-        print("stopped", file=sys.stderr)
+    asyncio.run(_serve(_parser().parse_args(argv)))
     return 0
 
 

@@ -35,7 +35,7 @@ PENDING_REPLY = "reply_to"
 NAME_LIMIT = 32
 
 
-def _staff_or_none(context: SafeContext) -> bool:
+def _is_staff(context: SafeContext) -> bool:
     return context.actor is not None and context.actor.is_staff
 
 
@@ -46,7 +46,7 @@ async def staff_help(update: Update, context: SafeContext) -> None:
 
 async def invite(update: Update, context: SafeContext) -> None:
     """Create an invite link: members by any staff, staff by admins only."""
-    if not _staff_or_none(context):
+    if not _is_staff(context):
         await say(update, context, "not_understood")
         return
     actor = context.require_actor()
@@ -66,7 +66,7 @@ async def invite(update: Update, context: SafeContext) -> None:
 
 async def set_name(update: Update, context: SafeContext) -> None:
     """Ask for the name members see on replies."""
-    if not _staff_or_none(context):
+    if not _is_staff(context):
         await say(update, context, "not_understood")
         return
     if context.user_data is not None:
@@ -91,7 +91,7 @@ async def save_name(update: Update, context: SafeContext, text: str) -> None:
 
 async def list_cases(update: Update, context: SafeContext) -> None:
     """Show the sender's open and claimed requests, one message each, with buttons."""
-    if not _staff_or_none(context):
+    if not _is_staff(context):
         await say(update, context, "not_understood")
         return
     actor, core = context.require_actor(), context.core
@@ -137,7 +137,7 @@ async def case_action(update: Update, context: SafeContext) -> None:
     query = update.callback_query
     if query is None or query.data is None:
         return
-    if not _staff_or_none(context):
+    if not _is_staff(context):
         await query.answer(t(context.require_actor().language, "stale_button"))
         return
     actor, core = context.require_actor(), context.core
@@ -183,7 +183,7 @@ async def start_reply(update: Update, context: SafeContext) -> None:
     query = update.callback_query
     if query is None or query.message is None:
         return
-    if not _staff_or_none(context):
+    if not _is_staff(context):
         await query.answer(t(context.require_actor().language, "stale_button"))
         return
     actor, core = context.require_actor(), context.core

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from telegram import Update
@@ -89,32 +90,53 @@ async def start_checkin(update: Update, context: SafeContext) -> int:
     return HEALTH
 
 
-async def answer_health(update: Update, context: SafeContext) -> int:
-    """Keep the health answer; ask about the threat of being sent back."""
-    query, lang = update.callback_query, context.require_actor().language
-    if query is None or query.data is None:
-        return HEALTH
-    await query.answer()
-    _draft(context)["health"] = int(query.data.rsplit(":", 1)[1])
-    await edit_pressed(
-        query,
-        t(lang, "checkin_threat"),
-        keyboard([[(t(lang, "yes"), "ci:t:yes"), (t(lang, "no"), "ci:t:no")]]),
-    )
-    return THREAT
+def button_step(
+    *,
+    draft: str,
+    field: str,
+    value: Callable[[str], object],
+    stay: int,
+    then: int,
+    prompt: str,
+    buttons: Callable[[str], list[list[tuple[str, str]]]],
+) -> Callable[[Update, SafeContext], Coroutine[Any, Any, int]]:
+    """One step of a flow answered with a button: keep the pressed value (the part of the
+    callback data after the last colon), turn the same message into the next question."""
+
+    async def step(update: Update, context: SafeContext) -> int:
+        query, lang = update.callback_query, context.require_actor().language
+        if query is None or query.data is None:
+            return stay
+        await query.answer()
+        _draft(context, draft)[field] = value(query.data.rsplit(":", 1)[1])
+        await edit_pressed(query, t(lang, prompt), keyboard(buttons(lang)))
+        return then
+
+    return step
 
 
-async def answer_threat(update: Update, context: SafeContext) -> int:
-    """Keep the threat answer; offer an optional note."""
-    query, lang = update.callback_query, context.require_actor().language
-    if query is None or query.data is None:
-        return THREAT
-    await query.answer()
-    _draft(context)["threat"] = query.data.endswith(":yes")
-    await edit_pressed(
-        query, t(lang, "checkin_note"), keyboard([[(t(lang, "checkin_skip"), "ci:skip")]])
-    )
-    return NOTE
+def _skip(data: str) -> Callable[[str], list[list[tuple[str, str]]]]:
+    return lambda lang: [[(t(lang, "checkin_skip"), data)]]
+
+
+answer_health = button_step(
+    draft=DRAFT,
+    field="health",
+    value=int,
+    stay=HEALTH,
+    then=THREAT,
+    prompt="checkin_threat",
+    buttons=lambda lang: [[(t(lang, "yes"), "ci:t:yes"), (t(lang, "no"), "ci:t:no")]],
+)
+answer_threat = button_step(
+    draft=DRAFT,
+    field="threat",
+    value=lambda v: v == "yes",
+    stay=THREAT,
+    then=NOTE,
+    prompt="checkin_note",
+    buttons=_skip("ci:skip"),
+)
 
 
 async def answer_note(update: Update, context: SafeContext) -> int:
@@ -203,29 +225,24 @@ async def start_ask(update: Update, context: SafeContext) -> int:
     return ASK_CATEGORY
 
 
-async def answer_category(update: Update, context: SafeContext) -> int:
-    """Keep the category; ask how soon."""
-    query, lang = update.callback_query, context.require_actor().language
-    if query is None or query.data is None:
-        return ASK_CATEGORY
-    await query.answer()
-    _draft(context, ASK_DRAFT)["category"] = query.data.rsplit(":", 1)[1]
-    rows = [[(t(lang, f"urg_{u}"), f"ask:u:{u}") for u in URGENCIES]]
-    await edit_pressed(query, t(lang, "ask_urgency"), keyboard(rows))
-    return ASK_URGENCY
-
-
-async def answer_urgency(update: Update, context: SafeContext) -> int:
-    """Keep the urgency; offer a few words or Skip."""
-    query, lang = update.callback_query, context.require_actor().language
-    if query is None or query.data is None:
-        return ASK_URGENCY
-    await query.answer()
-    _draft(context, ASK_DRAFT)["urgency"] = query.data.rsplit(":", 1)[1]
-    await edit_pressed(
-        query, t(lang, "ask_text"), keyboard([[(t(lang, "checkin_skip"), "ask:skip")]])
-    )
-    return ASK_TEXT
+answer_category = button_step(
+    draft=ASK_DRAFT,
+    field="category",
+    value=str,
+    stay=ASK_CATEGORY,
+    then=ASK_URGENCY,
+    prompt="ask_urgency",
+    buttons=lambda lang: [[(t(lang, f"urg_{u}"), f"ask:u:{u}") for u in URGENCIES]],
+)
+answer_urgency = button_step(
+    draft=ASK_DRAFT,
+    field="urgency",
+    value=str,
+    stay=ASK_URGENCY,
+    then=ASK_TEXT,
+    prompt="ask_text",
+    buttons=_skip("ask:skip"),
+)
 
 
 async def answer_ask_text(update: Update, context: SafeContext) -> int:

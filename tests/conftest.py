@@ -21,13 +21,28 @@ from bot.settings import Settings, load_settings
 from crypto.boxes import TeamOpener
 from crypto.keyfile import KdfCost
 from crypto.keystore import SecretsDir
-from storage.models import Role
+from storage.models import Person, Role, new_id
 from tests.fakebot import FakeBotApi, FakeUser
 
 # Argon2id at its minimum cost: for tests only (production: MODERATE, ~1 s and 256 MiB).
 FAST_KDF = KdfCost(nacl.pwhash.argon2id.OPSLIMIT_MIN, nacl.pwhash.argon2id.MEMLIMIT_MIN)
 PASSPHRASE = "test passphrase for the team"
 LANGUAGE_BUTTON = {"ko": "한국어", "en": "English", "zh": "中文"}
+
+
+def bare_people(count: int, role: Role = Role.MEMBER, *, start: int = 0) -> list[Person]:
+    """People made directly in the database (service tests that need no Telegram side)."""
+    return [
+        Person(
+            id=new_id(),
+            tg_lookup=bytes([role is Role.MEMBER, n]) * 16,
+            chat_ref=b"x",
+            role=role.value,
+            pseudonym=f"{role.value} {n}",
+            language="en",
+        )
+        for n in range(start, start + count)
+    ]
 
 
 def make_settings(data_dir: Path, api: FakeBotApi | None = None, **extra: str) -> Settings:

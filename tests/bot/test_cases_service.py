@@ -9,33 +9,16 @@ from bot.app import build_core
 from bot.cases import HelpRequest, Outcome, claim_case, open_case
 from bot.people import actor_of
 from storage.db import migrate
-from storage.models import Person, Role, new_id
-from tests.conftest import make_settings
+from storage.models import Role
+from tests.conftest import bare_people, make_settings
 
 
 async def test_concurrent_claims_have_exactly_one_winner(data_dir: Path) -> None:
     core = build_core(make_settings(data_dir))
     await migrate(core.engine)
     async with core.sessions() as session, session.begin():
-        workers = [
-            Person(
-                id=new_id(),
-                tg_lookup=bytes([n]) * 32,
-                chat_ref=b"x",
-                role=Role.ADMIN.value,
-                pseudonym=f"W {n}",
-                language="en",
-            )
-            for n in range(6)
-        ]
-        member = Person(
-            id=new_id(),
-            tg_lookup=b"m" * 32,
-            chat_ref=b"x",
-            role="member",
-            pseudonym="M 1",
-            language="en",
-        )
+        workers = bare_people(6, Role.ADMIN)
+        [member] = bare_people(1)
         session.add_all([*workers, member])
     actors = [actor_of(w, core.secrets) for w in workers]
 

@@ -11,8 +11,7 @@ from bot.checkins import CheckInAnswers, record_checkin
 from bot.reports import yearly_wellbeing
 from crypto.keystore import SecretsDir
 from storage.db import make_engine, make_sessionmaker, migrate
-from storage.models import Person, Role, new_id
-from tests.conftest import PASSPHRASE
+from tests.conftest import PASSPHRASE, bare_people
 
 
 async def test_yearly_mean_health_and_threat_share(data_dir: Path) -> None:
@@ -27,18 +26,9 @@ async def test_yearly_mean_health_and_threat_share(data_dir: Path) -> None:
         2018: [(3, True), (3, True), (3, True), (3, True), (2, False), (4, True)],
     }
     async with sessions() as session, session.begin():
-        people = []
-        for n in range(6):
-            person = Person(
-                id=new_id(),
-                tg_lookup=bytes([n]) * 32,
-                chat_ref=b"x",
-                role=Role.MEMBER.value,
-                pseudonym=f"P {n}",
-                language="ko",
-            )
-            session.add(person)
-            people.append(person.id)
+        members = bare_people(6)
+        session.add_all(members)
+        people = [m.id for m in members]
         await session.flush()
         for year, rows in answers.items():
             for n, (health, threat) in enumerate(rows):
@@ -69,15 +59,7 @@ async def test_saved_figures_outlive_purged_records(data_dir: Path) -> None:
     sessions = make_sessionmaker(engine)
     opener = secrets_dir.unlock(PASSPHRASE)
     async with sessions() as session, session.begin():
-        for n in range(5):
-            person = Person(
-                id=new_id(),
-                tg_lookup=bytes([n]) * 32,
-                chat_ref=b"x",
-                role=Role.MEMBER.value,
-                pseudonym=f"P {n}",
-                language="ko",
-            )
+        for n, person in enumerate(bare_people(5)):
             session.add(person)
             await session.flush()
             await record_checkin(

@@ -11,8 +11,8 @@ from bot.app import build_core
 from bot.checkins import CheckInAnswers, record_checkin
 from bot.retention import purge_old_records
 from storage.db import migrate
-from storage.models import CheckIn, Person, Role, Tally, new_id, utcnow
-from tests.conftest import make_settings
+from storage.models import CheckIn, Tally, utcnow
+from tests.conftest import bare_people, make_settings
 
 
 async def test_old_records_are_purged_and_only_counts_of_five_or_more_remain(
@@ -23,17 +23,7 @@ async def test_old_records_are_purged_and_only_counts_of_five_or_more_remain(
     now = utcnow()
     old_big, old_small = now - timedelta(days=800), now - timedelta(days=400)
     async with core.sessions() as session, session.begin():
-        people = [
-            Person(
-                id=new_id(),
-                tg_lookup=bytes([n]) * 32,
-                chat_ref=b"x",
-                role=Role.MEMBER.value,
-                pseudonym=f"P {n}",
-                language="ko",
-            )
-            for n in range(6)
-        ]
+        people = bare_people(6)
         session.add_all(people)
         await session.flush()
         for person in people:  # six members two-plus years ago

@@ -31,6 +31,9 @@ class Actor:
     language: str
     language_chosen: bool
     display_name: str | None = None  # staff: the name members see on replies
+    # Members: keyed hashes of their clear and safety words (checked on every message).
+    code_word: bytes | None = None
+    duress_word: bytes | None = None
 
     @property
     def is_member(self) -> bool:
@@ -76,6 +79,8 @@ def actor_of(person: Person, keys: ServerSecrets) -> Actor:
         language=person.language,
         language_chosen=person.language_chosen,
         display_name=display_name_of(person, keys),
+        code_word=person.code_word,
+        duress_word=person.duress_word,
     )
 
 

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.cases import HelpRequest, open_case
 from bot.chat import CLEAR_CHOICES
 from bot.core import Core
+from bot.people import Actor
 from crypto.hashing import normalise_word
 from crypto.keystore import ServerSecrets
 from storage.models import Person
@@ -71,15 +72,16 @@ async def set_clear_after(session: AsyncSession, person_id: str, minutes: int) -
     return True
 
 
-def matches(keys: ServerSecrets, person: Person, text: str) -> WordKind | None:
-    """Whether a whole message is the member's code word or duress word."""
+def matches(keys: ServerSecrets, person: Actor, text: str) -> WordKind | None:
+    """Whether a whole message is the member's code word or duress word (as loaded with
+    the sender by access control: no second read on this per-message path)."""
     if (
         not text
         or len(text) > WORD_LIMIT * 4
         or (person.code_word is None and person.duress_word is None)
     ):
         return None
-    digest = keys.pepper.word_lookup(person.id, text)
+    digest = keys.pepper.word_lookup(person.person_id, text)
     if person.code_word is not None and digest == person.code_word:
         return WordKind.CODE
     if person.duress_word is not None and digest == person.duress_word:

@@ -25,7 +25,7 @@ from telegram.ext import (
 from bot.chat import CLEAR_CHOICES, clear_all_now, delete_due, remember
 from bot.erasure import checkpoint, erase_member
 from bot.i18n import t
-from bot.people import active_person, find_by_name
+from bot.people import find_by_name
 from bot.safety import WordKind, WordProblem, matches, raise_duress, set_clear_after, set_word
 from handlers.context import SafeContext
 from handlers.render import edit_pressed, keyboard, say
@@ -76,9 +76,7 @@ async def check_words(update: Update, context: SafeContext) -> None:
     if context.user_data and context.user_data.get(AWAITING_WORD):
         await _save_word(update, context, message.text)
         raise ApplicationHandlerStop
-    async with core.sessions() as session:
-        person = await active_person(session, actor.person_id)
-        kind = matches(core.secrets, person, message.text.strip()) if person else None
+    kind = matches(core.secrets, actor, message.text.strip())
     if kind is WordKind.CODE:
         await quick_exit(update, context)
     if kind is WordKind.DURESS:

@@ -9,40 +9,27 @@ import asyncio
 import io
 import logging
 import statistics
-import tempfile
 import time
-from pathlib import Path
 
+from bench.harness import bench_bot
 from bot.logs import configure_logging
-from crypto.keystore import SecretsDir
 from storage.models import Role
-from tests.conftest import FAST_KDF, PASSPHRASE, RunningBot, make_settings, start_bot, stop_bot
-from tests.fakebot import FakeBotApi
 
 
 async def run(rounds: int, size: int) -> list[float]:
     timings = []
-    with tempfile.TemporaryDirectory() as tmp:
-        data_dir = Path(tmp) / "data"
-        SecretsDir(data_dir / "secrets").create(PASSPHRASE, FAST_KDF)
-        async with FakeBotApi() as api:
-            settings = make_settings(data_dir, api, SAFERELAY_MESSAGES_PER_MINUTE="1000")
-            app = await start_bot(api, settings)
-            bot = RunningBot(api, app, settings, io.StringIO())
-            try:
-                for n in range(rounds):
-                    member = api.user(900_000 + n, f"M{n}", language_code="en")
-                    await bot.enrol(member, Role.MEMBER, "en")
-                    while len(api.visible(member.chat_id)) < size - 1:
-                        await member.send_text("a line")
-                        await api.wait_idle()
-                    started = time.monotonic()
-                    await member.send_command("clear")
-                    while api.visible(member.chat_id):  # noqa: ASYNC110 - polls the fake
-                        await asyncio.sleep(0.0005)
-                    timings.append(time.monotonic() - started)
-            finally:
-                await stop_bot(app)
+    async with bench_bot() as bot:
+        for n in range(rounds):
+            member = bot.api.user(900_000 + n, f"M{n}", language_code="en")
+            await bot.enrol(member, Role.MEMBER, "en")
+            while len(bot.api.visible(member.chat_id)) < size - 1:
+                await member.send_text("a line")
+                await bot.api.wait_idle()
+            started = time.monotonic()
+            await member.send_command("clear")
+            while bot.api.visible(member.chat_id):  # noqa: ASYNC110 - polls the fake
+                await asyncio.sleep(0.0005)
+            timings.append(time.monotonic() - started)
     return timings
 
 

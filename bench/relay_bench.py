@@ -24,13 +24,14 @@ from pathlib import Path
 
 from sqlalchemy import text
 
+from bench.harness import bench_bot
 from bot.cases import HelpRequest, open_case
 from bot.i18n import t
 from bot.logs import configure_logging
 from crypto.keystore import SecretsDir
 from storage.models import Role
-from tests.conftest import FAST_KDF, PASSPHRASE, RunningBot, make_settings, start_bot, stop_bot
-from tests.fakebot import FakeBotApi, FakeUser
+from tests.conftest import FAST_KDF, PASSPHRASE, RunningBot, make_settings
+from tests.fakebot import FakeUser
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -55,46 +56,36 @@ async def enrol_pairs(bot: RunningBot, pairs: int) -> list[tuple[FakeUser, FakeU
 
 async def end_to_end(requests: int, pairs: int) -> list[float]:
     latencies: list[float] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        data_dir = Path(tmp) / "data"
-        SecretsDir(data_dir / "secrets").create(PASSPHRASE, FAST_KDF)
-        async with FakeBotApi() as api:
-            # Each member sends four updates a request: lift the flood limit for the bench.
-            settings = make_settings(data_dir, api, SAFERELAY_MESSAGES_PER_MINUTE="1000")
-            app = await start_bot(api, settings)
-            bot = RunningBot(api, app, settings, io.StringIO())
-            try:
-                team = await enrol_pairs(bot, pairs)
-                for n in range(requests):
-                    worker, member = team[n % pairs]
-                    await member.send_command("ask")
-                    await member.press(t("en", "cat_medical"))
-                    await member.press(t("en", "urg_today"))
-                    await member.wait_for_message(t("en", "ask_text"))
-                    marker = f"request {n} fever"
-                    seen = len(api.calls)
-                    started = time.monotonic()
-                    await member.send_text(marker)
-                    while time.monotonic() - started < 30:
-                        hit = next(
-                            (
-                                c
-                                for c in api.calls[seen:]
-                                if c.method == "sendMessage"
-                                and c.params.get("chat_id") == worker.chat_id
-                                and marker in str(c.params.get("text"))
-                            ),
-                            None,
-                        )
-                        if hit is not None:
-                            latencies.append(hit.at - started)
-                            break
-                        await asyncio.sleep(0.0005)
-                    else:
-                        raise RuntimeError(f"no alert for request {n} within 30 s")
-                    await member.wait_for_message(t("en", "ask_sent"), count=None)
-            finally:
-                await stop_bot(app)
+    async with bench_bot() as bot:
+        team = await enrol_pairs(bot, pairs)
+        for n in range(requests):
+            worker, member = team[n % pairs]
+            await member.send_command("ask")
+            await member.press(t("en", "cat_medical"))
+            await member.press(t("en", "urg_today"))
+            await member.wait_for_message(t("en", "ask_text"))
+            marker = f"request {n} fever"
+            seen = len(bot.api.calls)
+            started = time.monotonic()
+            await member.send_text(marker)
+            while time.monotonic() - started < 30:
+                hit = next(
+                    (
+                        c
+                        for c in bot.api.calls[seen:]
+                        if c.method == "sendMessage"
+                        and c.params.get("chat_id") == worker.chat_id
+                        and marker in str(c.params.get("text"))
+                    ),
+                    None,
+                )
+                if hit is not None:
+                    latencies.append(hit.at - started)
+                    break
+                await asyncio.sleep(0.0005)
+            else:
+                raise RuntimeError(f"no alert for request {n} within 30 s")
+            await member.wait_for_message(t("en", "ask_sent"), count=None)
     return latencies
 
 

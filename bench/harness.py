@@ -1,0 +1,28 @@
+"""The bot the benchmarks drive: real Application, fake Bot API on 127.0.0.1, fresh data."""
+
+from __future__ import annotations
+
+import io
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from crypto.keystore import SecretsDir
+from tests.conftest import FAST_KDF, PASSPHRASE, RunningBot, make_settings, start_bot, stop_bot
+from tests.fakebot import FakeBotApi
+
+
+@asynccontextmanager
+async def bench_bot() -> AsyncIterator[RunningBot]:
+    """A running bot whose members may send fast (benchmarks send many updates a minute)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        data_dir = Path(tmp) / "data"
+        SecretsDir(data_dir / "secrets").create(PASSPHRASE, FAST_KDF)
+        async with FakeBotApi() as api:
+            settings = make_settings(data_dir, api, SAFERELAY_MESSAGES_PER_MINUTE="1000")
+            app = await start_bot(api, settings)
+            try:
+                yield RunningBot(api, app, settings, io.StringIO())
+            finally:
+                await stop_bot(app)

@@ -4,6 +4,12 @@ Layout of every envelope (bytes)::
 
     version(1) | algorithm(1) | key id(8) | algorithm-specific body
 
+Version 2 (written now) pads every plaintext before encryption to a multiple of
+``PAD_BLOCK`` bytes (ISO/IEC 7816-4 padding, libsodium's ``sodium_pad``), so a ciphertext's
+length says only which 256-byte bucket its plaintext falls in: "threat: yes" and "no", a
+duress case and a normal one, a 9- and a 10-digit chat id all look the same. Version 1
+(unpadded) envelopes written before still open; they leave with the rows that hold them.
+
 - ``ALG_SERVER``: body = nonce(24) | XChaCha20-Poly1305 ciphertext under the server key.
   For what the running bot must read back: chat ids, queued outgoing messages.
 - ``ALG_TEAM``: body = sealed content key(80) | nonce(24) | XChaCha20-Poly1305 ciphertext.
@@ -21,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+import nacl.bindings
 import nacl.encoding
 import nacl.exceptions
 import nacl.hash
@@ -30,7 +37,9 @@ import nacl.utils
 
 from crypto.errors import InvalidKey, RecordOpenError
 
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
+PAD_BLOCK = 256
 ALG_SERVER = 1
 ALG_TEAM = 2
 
@@ -72,11 +81,25 @@ def _header(algorithm: int, kid: bytes) -> bytes:
     return bytes((VERSION, algorithm)) + kid
 
 
+def pad(plaintext: bytes) -> bytes:
+    """``plaintext`` padded to the next multiple of :data:`PAD_BLOCK` (always adds a byte)."""
+    return bytes(nacl.bindings.sodium_pad(plaintext, PAD_BLOCK))
+
+
+def _unpad(version: int, padded: bytes) -> bytes:
+    if version == 1:
+        return padded
+    try:
+        return bytes(nacl.bindings.sodium_unpad(padded, PAD_BLOCK))
+    except (nacl.exceptions.CryptoError, ValueError) as exc:
+        raise RecordOpenError("the record's padding is damaged") from exc
+
+
 def _split_header(envelope: bytes, algorithm: int) -> tuple[bytes, bytes, bytes]:
     if not isinstance(envelope, bytes) or len(envelope) < HEADER_SIZE:
         raise RecordOpenError("not an envelope")
     version, alg = envelope[0], envelope[1]
-    if version != VERSION:
+    if version not in READABLE_VERSIONS:
         raise RecordOpenError(f"unknown envelope version {version}")
     if alg != algorithm:
         raise RecordOpenError(f"unexpected envelope algorithm {alg}")
@@ -104,7 +127,7 @@ class ServerBox:
         kid, aead = self._current
         header = _header(ALG_SERVER, kid)
         nonce = nacl.utils.random(NONCE_SIZE)
-        sealed = aead.encrypt(plaintext, header + place.associated_data(), nonce)
+        sealed = aead.encrypt(pad(plaintext), header + place.associated_data(), nonce)
         return header + bytes(sealed)
 
     def open(self, envelope: bytes, place: RecordPlace) -> bytes:
@@ -116,9 +139,10 @@ class ServerBox:
         # The matching key first, then the others: a key id can in principle collide.
         for _kid, aead in sorted(self._keys, key=lambda k: k[0] != kid):
             try:
-                return aead.decrypt(body, aad)
+                padded = aead.decrypt(body, aad)
             except nacl.exceptions.CryptoError:
                 continue
+            return _unpad(envelope[0], padded)
         raise RecordOpenError("the record does not open here (wrong key, place or tampered)")
 
     def seal_int(self, value: int, place: RecordPlace) -> bytes:
@@ -146,7 +170,7 @@ class TeamSealer:
         header = _header(ALG_TEAM, self._kid)
         nonce = nacl.utils.random(NONCE_SIZE)
         aad = header + sealed_key + place.associated_data()
-        body = nacl.secret.Aead(content_key).encrypt(plaintext, aad, nonce)
+        body = nacl.secret.Aead(content_key).encrypt(pad(plaintext), aad, nonce)
         return header + sealed_key + bytes(body)
 
 
@@ -181,7 +205,8 @@ class TeamOpener:
             except nacl.exceptions.CryptoError:
                 continue
             try:
-                return nacl.secret.Aead(content_key).decrypt(rest, aad)
+                padded = nacl.secret.Aead(content_key).decrypt(rest, aad)
             except nacl.exceptions.CryptoError:
                 break
+            return _unpad(envelope[0], padded)
         raise RecordOpenError("the record does not open here (wrong key, place or tampered)")

@@ -91,7 +91,8 @@ def test_truncated_and_foreign_envelopes_fail(team: tuple[TeamSealer, TeamOpener
         b"",
         envelope[:HEADER_SIZE],
         envelope[: HEADER_SIZE + NONCE_SIZE],
-        b"\x02" + envelope[1:],
+        b"\x09" + envelope[1:],  # a version this program does not know
+        b"\x01" + envelope[1:],  # a padded envelope relabelled as unpadded
     ):
         with pytest.raises(RecordOpenError):
             opener.open(bad, PLACE)

@@ -8,8 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from crypto.keystore import SecretsDir
-from tests.conftest import FAST_KDF, PASSPHRASE, RunningBot, make_settings, start_bot, stop_bot
+from tests.conftest import RunningBot, make_keys, make_settings, start_bot, stop_bot
 from tests.fakebot import FakeBotApi
 
 
@@ -18,7 +17,7 @@ async def bench_bot() -> AsyncIterator[RunningBot]:
     """A running bot whose members may send fast (benchmarks send many updates a minute)."""
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp) / "data"
-        SecretsDir(data_dir / "secrets").create(PASSPHRASE, FAST_KDF)
+        make_keys(data_dir)
         async with FakeBotApi() as api:
             settings = make_settings(data_dir, api, SAFERELAY_MESSAGES_PER_MINUTE="1000")
             app = await start_bot(api, settings)

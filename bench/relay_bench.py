@@ -28,9 +28,8 @@ from bench.harness import bench_bot
 from bot.cases import HelpRequest, open_case
 from bot.i18n import t
 from bot.logs import configure_logging
-from crypto.keystore import SecretsDir
 from storage.models import Role
-from tests.conftest import FAST_KDF, PASSPHRASE, RunningBot, make_settings
+from tests.conftest import RunningBot, make_keys, make_settings
 from tests.fakebot import FakeUser
 
 
@@ -93,7 +92,7 @@ async def service_path(count: int) -> tuple[float, float]:
     """(service requests/s, raw insert+commit rows/s) on one SQLite file, same run."""
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp) / "data"
-        SecretsDir(data_dir / "secrets").create(PASSPHRASE, FAST_KDF)
+        make_keys(data_dir)
         from bot.app import build_core
         from storage.db import migrate
         from storage.models import Person, new_id

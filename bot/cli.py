@@ -8,19 +8,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import getpass
 import logging
 import os
+import shutil
 import sys
 from collections.abc import Sequence
-from datetime import timedelta
+from pathlib import Path
 
 from bot.settings import Settings, SettingsError, load_settings
 from crypto.errors import CryptoError, KeyFileError
 from crypto.keyfile import check_passphrase
-from crypto.keystore import SecretsDir
+from crypto.keystore import SERVER_FILE, TEAM_KEY_FILE, SecretsDir, unlock_team_key
 from storage.db import current_revision, head_revision, make_engine, migrate
-from storage.models import Role, utcnow
+from storage.models import Role
 
 EXIT_USAGE = 2
 
@@ -51,9 +53,45 @@ def _read_passphrase(settings: Settings, *, confirm: bool) -> str:
 
 def _require_initialised(settings: Settings) -> SecretsDir:
     secrets_dir = SecretsDir(settings.secrets_dir)
-    if not secrets_dir.server_file.exists():
-        raise CliError(f"{settings.data_dir} is not initialised: run `saferelay init` first.")
-    return secrets_dir
+    if secrets_dir.exists():
+        return secrets_dir
+    if (settings.old_secrets_dir / SERVER_FILE).exists():
+        raise CliError(
+            f"The keys are still inside the data directory ({settings.old_secrets_dir}): "
+            "run `saferelay init` once to move them out."
+        )
+    raise CliError(
+        f"No keys in {settings.secrets_dir}: run `saferelay init` first "
+        "(or set SAFERELAY_SECRETS_DIR to where they are)."
+    )
+
+
+def _move_out_old_keys(settings: Settings, team_key: Path) -> bool:
+    """Versions before 0.4 kept both key files in ``<data>/secrets``; move them out.
+
+    server.json goes to the secrets directory; the team key goes to ``team_key`` so the
+    coordinator can take it off the server. Returns whether anything moved.
+    """
+    old_server = settings.old_secrets_dir / SERVER_FILE
+    if not old_server.exists() or SecretsDir(settings.secrets_dir).exists():
+        return False
+    old_team = settings.old_secrets_dir / "team.key"
+    if old_team.exists() and team_key.exists():
+        raise CliError(f"{team_key} already exists: choose another place with --team-key.")
+    settings.secrets_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    shutil.move(old_server, settings.secrets_dir / SERVER_FILE)
+    print(f"Moved server.json out of the data directory to {settings.secrets_dir}.")
+    if old_team.exists():
+        team_key.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        shutil.move(old_team, team_key)
+        print(f"Moved the team key file to {team_key}.")
+    with contextlib.suppress(OSError):
+        settings.old_secrets_dir.rmdir()
+    return True
+
+
+def _inside(path: Path, directory: Path) -> bool:
+    return path.resolve().is_relative_to(directory.resolve())
 
 
 async def _schema_ready(settings: Settings) -> bool:
@@ -64,31 +102,27 @@ async def _schema_ready(settings: Settings) -> bool:
         await engine.dispose()
 
 
-def cmd_init(settings: Settings, _args: argparse.Namespace) -> int:
+def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
     """Create the data directory, the keys and the schema; never replace a key."""
+    team_key = Path(args.team_key).expanduser()
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    moved = _move_out_old_keys(settings, team_key)
     secrets_dir = SecretsDir(settings.secrets_dir)
-    server, team = secrets_dir.server_file.exists(), secrets_dir.team_key_file.exists()
     made_keys = False
-    if server != team:
-        present, missing = (
-            (secrets_dir.server_file, secrets_dir.team_key_file)
-            if server
-            else (secrets_dir.team_key_file, secrets_dir.server_file)
-        )
-        raise CliError(
-            f"Found {present} but not {missing}. Refusing to make new keys: restore the "
-            "missing file from your backup."
-        )
-    if not server:
+    if not secrets_dir.exists():
+        if team_key.exists():
+            raise CliError(
+                f"Found {team_key} but no {secrets_dir.server_file}. Refusing to make new "
+                "keys: restore server.json from your backup (or set SAFERELAY_SECRETS_DIR)."
+            )
         passphrase = _read_passphrase(settings, confirm=True)
         try:
-            secrets_dir.create(passphrase)
+            secrets_dir.create(team_key, passphrase)
         except KeyFileError as exc:
             raise CliError(f"{str(exc).capitalize()}.") from None
         made_keys = True
-    else:
-        secrets_dir.check_team_public_key()
+    elif team_key.exists():
+        secrets_dir.check_team_public_key(team_key)
 
     async def _migrate() -> bool:
         engine = make_engine(settings.database_url)
@@ -98,13 +132,21 @@ def cmd_init(settings: Settings, _args: argparse.Namespace) -> int:
             await engine.dispose()
 
     migrated = asyncio.run(_migrate())
-    if not made_keys and not migrated:
+    if not (made_keys or migrated or moved):
         print(f"Already initialised in {settings.data_dir}; nothing changed.")
         return 0
     if made_keys:
-        print(f"Created keys in {settings.secrets_dir} (server.json, team.key).")
-        print("Keep a copy of team.key and its passphrase somewhere safe and offline:")
-        print("without them no stored answer can ever be read.")
+        print(f"Created the server secrets in {secrets_dir.server_file}.")
+        print(f"Created the team key file: {team_key.resolve()}")
+        print("Move the team key file OFF this server now (a USB stick kept by a coordinator,")
+        print("plus a second copy elsewhere): the bot runs without it, and without it and its")
+        print("passphrase no stored answer can ever be read. `saferelay report --key PATH`")
+        print("uses it when you need it.")
+    if _inside(settings.secrets_dir, settings.data_dir):
+        print(
+            "Warning: the secrets directory is inside the data directory, so a copy of the data"
+            " directory holds the keys that open it. Set SAFERELAY_SECRETS_DIR elsewhere."
+        )
     if migrated:
         print(f"Database ready: {settings.database_url.split(':///')[-1]}")
     print("Next: `saferelay invite --role admin`, then `saferelay run`.")
@@ -133,28 +175,29 @@ async def _bot_username(settings: Settings) -> str | None:
 
 def cmd_invite(settings: Settings, args: argparse.Namespace) -> int:
     """Create a single-use invite and print the link and, last, the bare token."""
-    from bot.people import create_invite
+    from bot.people import NewInvite, create_invite
     from storage.db import make_sessionmaker
 
     secrets = _require_initialised(settings).load()
     role = Role(args.role)
 
-    async def _create() -> tuple[str, str | None]:
+    async def _create() -> tuple[NewInvite, str | None]:
         if not await _schema_ready(settings):
             raise CliError("The database schema is not up to date: run `saferelay init`.")
         engine = make_engine(settings.database_url)
         try:
             async with make_sessionmaker(engine)() as session, session.begin():
-                token = await create_invite(session, secrets, role, hours=args.hours)
+                made = await create_invite(session, secrets, role, hours=args.hours)
         finally:
             await engine.dispose()
-        return token, await _bot_username(settings)
+        return made, await _bot_username(settings)
 
     try:
-        token, username = asyncio.run(_create())
+        made, username = asyncio.run(_create())
     except ValueError as exc:
         raise CliError(f"{str(exc).capitalize()}.") from None
-    until = (utcnow() + timedelta(hours=args.hours)).strftime("%Y-%m-%d %H:%M UTC")
+    token = made.token
+    until = made.expires_at.strftime("%Y-%m-%d %H:%M UTC")
     print(f"Invite for one {role.value}, single use, valid until {until}.")
     if username:
         print(f"Open this link in Telegram: https://t.me/{username}?start={token}")
@@ -191,13 +234,16 @@ def cmd_run(settings: Settings, _args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_report(settings: Settings, _args: argparse.Namespace) -> int:
-    """Yearly wellbeing figures from check-ins; needs the team passphrase."""
+def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
+    """Yearly wellbeing figures from check-ins; needs the team key file and its passphrase."""
     from bot.reports import save_yearly, yearly_wellbeing
 
-    secrets_dir = _require_initialised(settings)
+    _require_initialised(settings)
+    team_key = Path(args.key).expanduser()
+    if not team_key.exists():
+        raise CliError(f"No team key file at {team_key}: give its place with --key PATH.")
     passphrase = _read_passphrase(settings, confirm=False)
-    opener = secrets_dir.unlock(passphrase)
+    opener = unlock_team_key(team_key, passphrase)
 
     async def _report() -> list[tuple[int, int, int, float, float]]:
         from storage.db import make_sessionmaker
@@ -228,17 +274,35 @@ def build_parser() -> argparse.ArgumentParser:
         prog="saferelay", description="A privacy-first Telegram bot for check-ins and help."
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("init", help="create the data directory, keys and database").set_defaults(
-        func=cmd_init
+    init = sub.add_parser("init", help="create the data directory, keys and database")
+    init.add_argument(
+        "--team-key",
+        default=f"./{TEAM_KEY_FILE}",
+        metavar="PATH",
+        help=f"where to write the team key file (default ./{TEAM_KEY_FILE}); move it off "
+        "the server afterwards",
     )
+    init.set_defaults(func=cmd_init)
     invite = sub.add_parser("invite", help="create a single-use invite link")
     invite.add_argument("--role", required=True, choices=[r.value for r in Role])
-    invite.add_argument("--hours", type=int, default=72, help="valid for N hours (default 72)")
+    invite.add_argument(
+        "--hours",
+        type=int,
+        default=None,
+        help="valid for N hours (default 72 for a member, 24 for staff)",
+    )
     invite.set_defaults(func=cmd_invite)
     sub.add_parser("run", help="run the bot (long polling)").set_defaults(func=cmd_run)
-    sub.add_parser(
-        "report", help="yearly wellbeing figures (asks for the team passphrase)"
-    ).set_defaults(func=cmd_report)
+    report = sub.add_parser(
+        "report", help="yearly wellbeing figures (needs the team key file and passphrase)"
+    )
+    report.add_argument(
+        "--key",
+        default=f"./{TEAM_KEY_FILE}",
+        metavar="PATH",
+        help=f"the team key file (default ./{TEAM_KEY_FILE})",
+    )
+    report.set_defaults(func=cmd_report)
     return parser
 
 

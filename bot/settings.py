@@ -47,6 +47,7 @@ class Secret:
 class Settings:
     data_dir: Path
     database_url: str
+    secrets_dir: Path
     telegram_api_base_url: str
     telegram_bot_token: Secret | None = field(default=None)
     passphrase: Secret | None = field(default=None)
@@ -55,11 +56,13 @@ class Settings:
     sweep_seconds: float = 30.0
     telegram_timeout_seconds: float = 10.0
     clear_after_minutes: float = 10.0
+    staff_clear_after_hours: float = 24.0
     retention_days: int = 365
     messages_per_minute: int = 20
 
     @property
-    def secrets_dir(self) -> Path:
+    def old_secrets_dir(self) -> Path:
+        """Where versions before the keys moved out kept them (inside the data directory)."""
         return self.data_dir / "secrets"
 
     @property
@@ -90,6 +93,17 @@ def _number(env: Mapping[str, str], name: str, default: float, low: float, high:
     return value
 
 
+def _secrets_dir(env: Mapping[str, str]) -> Path:
+    """``SAFERELAY_SECRETS_DIR``, else ``saferelay`` in the user's config dir (XDG), so a copy
+    or backup of the data directory never carries the keys that open it."""
+    chosen = env.get("SAFERELAY_SECRETS_DIR", "").strip()
+    if chosen:
+        return Path(chosen).expanduser()
+    config_home = env.get("XDG_CONFIG_HOME", "").strip()
+    base = Path(config_home).expanduser() if config_home else Path.home() / ".config"
+    return base / "saferelay"
+
+
 def load_settings(
     env: Mapping[str, str] | None = None, dotenv_path: Path | None = None
 ) -> Settings:
@@ -101,6 +115,7 @@ def load_settings(
         env = {**from_file, **os.environ}
 
     data_dir = Path(env.get("SAFERELAY_DATA_DIR", "").strip() or "./data").expanduser()
+    secrets_dir = _secrets_dir(env)
 
     database_url = env.get("DATABASE_URL", "").strip()
     if not database_url:
@@ -133,6 +148,7 @@ def load_settings(
     return Settings(
         data_dir=data_dir,
         database_url=database_url,
+        secrets_dir=secrets_dir,
         telegram_api_base_url=base_url,
         telegram_bot_token=token,
         passphrase=Secret(passphrase_raw) if passphrase_raw else None,
@@ -144,6 +160,8 @@ def load_settings(
         telegram_timeout_seconds=_number(env, "SAFERELAY_TELEGRAM_TIMEOUT", 10.0, 0.5, 120),
         # Telegram allows deleting a private-chat message only within 48 hours.
         clear_after_minutes=_number(env, "SAFERELAY_CLEAR_AFTER_MINUTES", 10.0, 0.01, 47 * 60),
+        # Staff chats too: a lost work phone shows at most this much of what members said.
+        staff_clear_after_hours=_number(env, "SAFERELAY_STAFF_CLEAR_AFTER_HOURS", 24.0, 0.0001, 47),
         retention_days=int(_number(env, "SAFERELAY_RETENTION_DAYS", 365, 1, 3650)),
         messages_per_minute=int(_number(env, "SAFERELAY_MESSAGES_PER_MINUTE", 20, 1, 1000)),
     )

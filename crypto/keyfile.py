@@ -6,8 +6,11 @@ File format (JSON, so a coordinator can see what it is)::
      "opslimit": ..., "memlimit": ..., "salt": "<b64>",
      "public_key": "<b64>", "box": "<b64 SecretBox of the private key>"}
 
-The KDF limits are stored in the file, so a key made at MODERATE cost opens at the same cost
-even if the defaults change later.
+The KDF limits are stored in the file, so a key made at one cost opens at the same cost even
+if the defaults change later. New files use Argon2id at libsodium's SENSITIVE level (1 GiB,
+a few seconds): the file is opened rarely, by a coordinator, and may be stolen. Limits read
+from a file are bounded, so a tampered file cannot make the program allocate gigabytes or
+spin for hours before failing.
 """
 
 from __future__ import annotations
@@ -28,18 +31,30 @@ from crypto.errors import KeyFileError, WrongPassphrase
 
 FORMAT = "saferelay-team-key"
 FORMAT_VERSION = 1
-MIN_PASSPHRASE_LENGTH = 8
+MIN_PASSPHRASE_LENGTH = 12
+MIN_PASSPHRASE_SCORE = 3  # zxcvbn: 3 = "safely unguessable: moderate protection offline"
+MAX_OPSLIMIT = nacl.pwhash.argon2id.OPSLIMIT_SENSITIVE * 4
+MAX_MEMLIMIT = nacl.pwhash.argon2id.MEMLIMIT_SENSITIVE
 
 
 @dataclass(frozen=True)
 class KdfCost:
-    """Argon2id cost. Production uses PyNaCl's MODERATE level (about 1 s and 256 MiB)."""
+    """Argon2id cost. New team key files use SENSITIVE (1 GiB, a few seconds)."""
 
     opslimit: int
     memlimit: int
 
+    def within_bounds(self) -> bool:
+        return (
+            nacl.pwhash.argon2id.OPSLIMIT_MIN <= self.opslimit <= MAX_OPSLIMIT
+            and nacl.pwhash.argon2id.MEMLIMIT_MIN <= self.memlimit <= MAX_MEMLIMIT
+        )
+
 
 MODERATE = KdfCost(nacl.pwhash.argon2id.OPSLIMIT_MODERATE, nacl.pwhash.argon2id.MEMLIMIT_MODERATE)
+SENSITIVE = KdfCost(
+    nacl.pwhash.argon2id.OPSLIMIT_SENSITIVE, nacl.pwhash.argon2id.MEMLIMIT_SENSITIVE
+)
 
 
 @dataclass(frozen=True)
@@ -57,10 +72,27 @@ def generate_team_key() -> TeamKeyPair:
 
 
 def check_passphrase(passphrase: str) -> None:
-    """Refuse passphrases too short to resist guessing against a stolen key file."""
+    """Refuse passphrases that would not resist guessing against a stolen key file.
+
+    Length first (a clear rule), then zxcvbn's estimate, which catches long but guessable
+    choices ("password1234", the organisation's name repeated). The reason goes back to the
+    coordinator, with zxcvbn's own suggestion when it has one.
+    """
     if len(passphrase) < MIN_PASSPHRASE_LENGTH:
         raise KeyFileError(
-            f"the passphrase must be at least {MIN_PASSPHRASE_LENGTH} characters long"
+            f"the passphrase must be at least {MIN_PASSPHRASE_LENGTH} characters long "
+            "(a few unrelated words work well)"
+        )
+    from zxcvbn import zxcvbn
+
+    # zxcvbn only looks at the first 100 characters; that is plenty to judge.
+    verdict = zxcvbn(passphrase[:100], user_inputs=["saferelay", "telegram", "team"])
+    if verdict["score"] < MIN_PASSPHRASE_SCORE:
+        feedback = verdict.get("feedback", {})
+        hint = feedback.get("warning") or " ".join(feedback.get("suggestions", []))
+        reason = f": {hint.rstrip('.')}" if hint else ""
+        raise KeyFileError(
+            f"that passphrase is too easy to guess{reason}. Try four or five unrelated words"
         )
 
 
@@ -74,7 +106,7 @@ def _derive(passphrase: str, salt: bytes, cost: KdfCost) -> bytes:
     )
 
 
-def encrypt_team_key(pair: TeamKeyPair, passphrase: str, cost: KdfCost = MODERATE) -> bytes:
+def encrypt_team_key(pair: TeamKeyPair, passphrase: str, cost: KdfCost = SENSITIVE) -> bytes:
     """The bytes of a key file holding ``pair`` under ``passphrase``."""
     check_passphrase(passphrase)
     salt = nacl.utils.random(nacl.pwhash.argon2id.SALTBYTES)
@@ -125,7 +157,13 @@ def decrypt_team_key(data: bytes, passphrase: str) -> TeamKeyPair:
     opslimit, memlimit = document.get("opslimit"), document.get("memlimit")
     if not isinstance(opslimit, int) or not isinstance(memlimit, int):
         raise KeyFileError("the team key file has no KDF cost")
-    key = _derive(passphrase, _b64(document, "salt"), KdfCost(opslimit, memlimit))
+    cost = KdfCost(opslimit, memlimit)
+    if not cost.within_bounds():
+        raise KeyFileError("the team key file asks for an unreasonable KDF cost (tampered?)")
+    salt = _b64(document, "salt")
+    if len(salt) != nacl.pwhash.argon2id.SALTBYTES:
+        raise KeyFileError("the team key file has a damaged salt")
+    key = _derive(passphrase, salt, cost)
     try:
         private_key = nacl.secret.SecretBox(key).decrypt(_b64(document, "box"))
     except nacl.exceptions.CryptoError as exc:

@@ -1,12 +1,16 @@
-"""The secrets directory: what the running bot needs, and the team key it must not hold.
+"""Where the keys live: the server secrets apart from the data, the team key off the server.
 
 ::
 
-    <data dir>/secrets/            mode 0700
+    <secrets dir>/                 mode 0700, default ~/.config/saferelay (SAFERELAY_SECRETS_DIR)
         server.json                mode 0600: pepper, server key, team public key
-        team.key                   mode 0600: team private key under the passphrase
+    <team key file>                mode 0600: team private key under the passphrase; written
+                                   where the coordinator says at `init`, then moved off the
+                                   server. The running bot never needs it.
 
-Neither file is ever overwritten: creating a key where one exists is refused.
+The secrets live outside the data directory so that a backup or copy of ``data/`` alone
+decrypts no chat id and links no hash to a Telegram account. Neither file is ever
+overwritten: creating a key where one exists is refused.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from crypto.boxes import SERVER_KEY_SIZE, ServerBox, TeamOpener, TeamSealer
 from crypto.errors import KeyFileError
 from crypto.hashing import PEPPER_SIZE, Pepper
 from crypto.keyfile import (
-    MODERATE,
+    SENSITIVE,
     KdfCost,
     decrypt_team_key,
     encrypt_team_key,
@@ -33,7 +37,7 @@ from crypto.keyfile import (
 )
 
 SERVER_FILE = "server.json"
-TEAM_KEY_FILE = "team.key"
+TEAM_KEY_FILE = "saferelay-team.key"
 SERVER_FORMAT = "saferelay-server-secrets"
 
 
@@ -50,7 +54,7 @@ class ServerSecrets:
 
 
 class SecretsDir:
-    """Creates and reads the secrets directory."""
+    """Creates and reads the server secrets; makes the team key file once, at creation."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -59,21 +63,18 @@ class SecretsDir:
     def server_file(self) -> Path:
         return self.path / SERVER_FILE
 
-    @property
-    def team_key_file(self) -> Path:
-        return self.path / TEAM_KEY_FILE
-
     def exists(self) -> bool:
-        return self.server_file.exists() and self.team_key_file.exists()
+        return self.server_file.exists()
 
-    def create(self, passphrase: str, cost: KdfCost = MODERATE) -> None:
+    def create(self, team_key_file: Path, passphrase: str, cost: KdfCost = SENSITIVE) -> None:
         """Make fresh keys. Refuses if either file exists, so no key is ever replaced."""
-        if self.server_file.exists() or self.team_key_file.exists():
-            raise KeyFileError(f"keys already exist in {self.path}; nothing was overwritten")
-        self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.chmod(self.path, 0o700)
+        for existing in (self.server_file, team_key_file):
+            if existing.exists():
+                raise KeyFileError(f"{existing} already exists; nothing was overwritten")
         pair = generate_team_key()
         key_file = encrypt_team_key(pair, passphrase, cost)
+        self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(self.path, 0o700)
         server = {
             "format": SERVER_FORMAT,
             "v": 1,
@@ -82,47 +83,66 @@ class SecretsDir:
             "team_public_key": _b64(pair.public_key),
         }
         # The private key first: a crash in between leaves a state `init` can diagnose.
-        write_private_file(self.team_key_file, key_file)
+        team_key_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        write_private_file(team_key_file, key_file)
         write_private_file(self.server_file, (json.dumps(server, indent=2) + "\n").encode())
 
-    def load(self) -> ServerSecrets:
-        """Read what the running bot needs. Never touches the private key."""
+    def _document(self) -> dict[str, object]:
         try:
             raw = self.server_file.read_bytes()
         except FileNotFoundError as exc:
             raise KeyFileError(f"no secrets in {self.path}: run `saferelay init` first") from exc
         try:
             document = json.loads(raw)
-            if document.get("format") != SERVER_FORMAT or document.get("v") != 1:
-                raise KeyFileError(f"{self.server_file} is not a saferelay secrets file")
-            pepper = base64.b64decode(document["pepper"], validate=True)
-            server_key = base64.b64decode(document["server_key"], validate=True)
-            public_key = base64.b64decode(document["team_public_key"], validate=True)
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        except ValueError as exc:
             raise KeyFileError(f"{self.server_file} is damaged") from exc
-        older = [base64.b64decode(k, validate=True) for k in document.get("older_server_keys", [])]
+        if not isinstance(document, dict) or document.get("format") != SERVER_FORMAT:
+            raise KeyFileError(f"{self.server_file} is not a saferelay secrets file")
+        if document.get("v") != 1:
+            raise KeyFileError(f"{self.server_file} has a version this program does not know")
+        return document
+
+    def load(self) -> ServerSecrets:
+        """Read what the running bot needs. Never touches the private key."""
+        document = self._document()
+        try:
+            pepper = _unb64(document["pepper"])
+            server_key = _unb64(document["server_key"])
+            public_key = _unb64(document["team_public_key"])
+            older_raw = document.get("older_server_keys", [])
+            older = [_unb64(k) for k in older_raw] if isinstance(older_raw, list) else []
+        except (ValueError, KeyError, TypeError) as exc:
+            raise KeyFileError(f"{self.server_file} is damaged") from exc
         return ServerSecrets(
             pepper=Pepper(pepper),
             server_box=ServerBox(server_key, older),
             team_sealer=TeamSealer(public_key),
         )
 
-    def check_team_public_key(self) -> None:
+    def check_team_public_key(self, team_key_file: Path) -> None:
         """The public key in server.json must be the team key file's public half."""
-        on_file = read_public_key(self.team_key_file.read_bytes())
-        document = json.loads(self.server_file.read_bytes())
-        if base64.b64decode(document["team_public_key"]) != on_file:
-            raise KeyFileError("server.json and team.key do not belong together")
+        on_file = read_public_key(team_key_file.read_bytes())
+        if _unb64(self._document()["team_public_key"]) != on_file:
+            raise KeyFileError(f"{self.server_file} and {team_key_file} do not belong together")
 
-    def unlock(self, passphrase: str) -> TeamOpener:
-        """Open the team private key (for reports and reading history)."""
-        try:
-            data = self.team_key_file.read_bytes()
-        except FileNotFoundError as exc:
-            raise KeyFileError(f"no team key file at {self.team_key_file}") from exc
-        pair = decrypt_team_key(data, passphrase)
-        return TeamOpener([pair.private_key])
+
+def unlock_team_key(team_key_file: Path, passphrase: str) -> TeamOpener:
+    """Open the team private key (for reports and reading history)."""
+    try:
+        data = team_key_file.read_bytes()
+    except FileNotFoundError as exc:
+        raise KeyFileError(
+            f"no team key file at {team_key_file}: give its place with --key"
+        ) from exc
+    pair = decrypt_team_key(data, passphrase)
+    return TeamOpener([pair.private_key])
 
 
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
+
+
+def _unb64(value: object) -> bytes:
+    if not isinstance(value, str):
+        raise ValueError("not base64 text")
+    return base64.b64decode(value, validate=True)

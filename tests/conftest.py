@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,14 +20,26 @@ from bot.people import create_invite
 from bot.settings import Settings, load_settings
 from crypto.boxes import TeamOpener
 from crypto.keyfile import KdfCost
-from crypto.keystore import SecretsDir
+from crypto.keystore import TEAM_KEY_FILE, SecretsDir, unlock_team_key
 from storage.models import Person, Role, new_id
 from tests.fakebot import FakeBotApi, FakeUser
 
-# Argon2id at its minimum cost: for tests only (production: MODERATE, ~1 s and 256 MiB).
+# Argon2id at its minimum cost: for tests only (production: SENSITIVE, 1 GiB, a few seconds).
 FAST_KDF = KdfCost(nacl.pwhash.argon2id.OPSLIMIT_MIN, nacl.pwhash.argon2id.MEMLIMIT_MIN)
 PASSPHRASE = "test passphrase for the team"
 LANGUAGE_BUTTON = {"ko": "한국어", "en": "English", "zh": "中文"}
+
+
+async def eventually(
+    check: Callable[[], Awaitable[bool]], *, within: float = 10.0, what: str = "condition"
+) -> None:
+    """Wait until ``check()`` holds (something a user or an auditor would see), polling;
+    fail after ``within`` seconds."""
+    deadline = asyncio.get_running_loop().time() + within
+    while not await check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
 
 
 def bare_people(count: int, role: Role = Role.MEMBER, *, start: int = 0) -> list[Person]:
@@ -45,8 +57,27 @@ def bare_people(count: int, role: Role = Role.MEMBER, *, start: int = 0) -> list
     ]
 
 
+def secrets_of(data_dir: Path) -> Path:
+    """Tests keep the secrets beside the data directory, never in the real ~/.config."""
+    return data_dir.parent / "secrets"
+
+
+def team_key_of(data_dir: Path) -> Path:
+    return data_dir.parent / TEAM_KEY_FILE
+
+
+def make_keys(data_dir: Path) -> None:
+    """Keys for a test's bot, and its (empty) data directory, as `saferelay init` leaves them."""
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    SecretsDir(secrets_of(data_dir)).create(team_key_of(data_dir), PASSPHRASE, FAST_KDF)
+
+
 def make_settings(data_dir: Path, api: FakeBotApi | None = None, **extra: str) -> Settings:
-    env = {"SAFERELAY_DATA_DIR": str(data_dir), **extra}
+    env = {
+        "SAFERELAY_DATA_DIR": str(data_dir),
+        "SAFERELAY_SECRETS_DIR": str(secrets_of(data_dir)),
+        **extra,
+    }
     if api is not None:
         env |= {"TELEGRAM_BOT_TOKEN": api.token, "TELEGRAM_API_BASE_URL": api.base_url}
     return load_settings(env)
@@ -55,7 +86,7 @@ def make_settings(data_dir: Path, api: FakeBotApi | None = None, **extra: str) -
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
     path = tmp_path / "data"
-    SecretsDir(path / "secrets").create(PASSPHRASE, FAST_KDF)
+    make_keys(path)
     return path
 
 
@@ -79,7 +110,7 @@ class RunningBot:
         return self.app.bot_data["core"]
 
     def opener(self) -> TeamOpener:
-        return SecretsDir(self.settings.secrets_dir).unlock(PASSPHRASE)
+        return unlock_team_key(team_key_of(self.settings.data_dir), PASSPHRASE)
 
     async def drained(self) -> None:
         """Until the outbox has nothing pending. A message shows in the fake chat a moment
@@ -100,7 +131,8 @@ class RunningBot:
 
     async def invite(self, role: Role = Role.MEMBER, *, hours: int = 72) -> str:
         async with self.core.sessions() as session, session.begin():
-            token: str = await create_invite(session, self.core.secrets, role, hours=hours)
+            made = await create_invite(session, self.core.secrets, role, hours=hours)
+        token: str = made.token
         return token
 
     async def enrol(

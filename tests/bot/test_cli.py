@@ -19,8 +19,15 @@ PASSPHRASE = "a coordinator's long passphrase"
 
 
 def env_for(tmp_path: Path, **extra: str) -> dict[str, str]:
-    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "SYSTEMROOT")}
-    return {**keep, "SAFERELAY_DATA_DIR": str(tmp_path / "data"), **extra}
+    """A clean environment whose home is inside the test's directory: the default secrets
+    directory (~/.config/saferelay) is then the test's own, never the real one."""
+    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "SYSTEMROOT")}
+    home = tmp_path / "home"
+    return {**keep, "HOME": str(home), "SAFERELAY_DATA_DIR": str(tmp_path / "data"), **extra}
+
+
+def secrets_dir(tmp_path: Path) -> Path:
+    return tmp_path / "home" / ".config" / "saferelay"
 
 
 def saferelay(tmp_path: Path, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
@@ -43,19 +50,73 @@ def initialised(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def test_init_creates_private_keys_and_schema_once(initialised: Path) -> None:
+def test_init_keeps_the_keys_out_of_the_data_directory(initialised: Path) -> None:
     data = initialised / "data"
-    secrets = data / "secrets"
+    server, team_key = secrets_dir(initialised) / "server.json", initialised / "saferelay-team.key"
     assert stat.S_IMODE(data.stat().st_mode) == 0o700
-    for name in ("server.json", "team.key"):
-        assert stat.S_IMODE((secrets / name).stat().st_mode) == 0o600
+    assert stat.S_IMODE(server.parent.stat().st_mode) == 0o700
+    for file in (server, team_key):
+        assert stat.S_IMODE(file.stat().st_mode) == 0o600
     assert stat.S_IMODE((data / "saferelay.db").stat().st_mode) == 0o600
-    before = {p: p.read_bytes() for p in secrets.iterdir()}
+    # A copy of data/ holds no key: nothing there opens a chat id or a sealed answer
+    assert [p.name for p in data.rglob("*") if p.is_file()] == ["saferelay.db"]
+    before = (server.read_bytes(), team_key.read_bytes())
 
     again = saferelay(initialised, "init", SAFERELAY_PASSPHRASE="a different passphrase")
     assert again.returncode == 0
     assert "nothing changed" in again.stdout
-    assert {p: p.read_bytes() for p in secrets.iterdir()} == before
+    assert (server.read_bytes(), team_key.read_bytes()) == before
+
+
+def test_init_tells_the_coordinator_to_move_the_team_key_off_the_server(tmp_path: Path) -> None:
+    usb = tmp_path / "usb" / "team.key"
+    result = saferelay(tmp_path, "init", "--team-key", str(usb), SAFERELAY_PASSPHRASE=PASSPHRASE)
+    assert result.returncode == 0, result.stderr
+    assert usb.exists() and not (tmp_path / "saferelay-team.key").exists()
+    assert str(usb) in result.stdout and "OFF this server" in result.stdout
+
+
+def test_the_bot_runs_and_reports_need_the_key_only_when_reading(initialised: Path) -> None:
+    team_key = initialised / "saferelay-team.key"
+    moved = initialised / "usb.key"
+    team_key.rename(moved)
+    # The invite path (like `run`) needs only the server secrets
+    invite = saferelay(initialised, "invite", "--role", "member")
+    assert invite.returncode == 0, invite.stderr
+    missing = saferelay(initialised, "report", SAFERELAY_PASSPHRASE=PASSPHRASE)
+    assert missing.returncode == 2 and "--key" in missing.stderr
+    report = saferelay(initialised, "report", "--key", str(moved), SAFERELAY_PASSPHRASE=PASSPHRASE)
+    assert report.returncode == 0, report.stderr
+    assert "no check-ins yet" in report.stdout
+
+
+def test_weak_passphrases_are_refused_with_a_reason(tmp_path: Path) -> None:
+    for weak, reason in (("short pass", "at least 12"), ("password1234", "too easy to guess")):
+        result = saferelay(tmp_path, "init", SAFERELAY_PASSPHRASE=weak)
+        assert result.returncode == 2
+        assert reason in result.stderr and "Traceback" not in result.stderr
+    assert not secrets_dir(tmp_path).exists() or not any(secrets_dir(tmp_path).iterdir())
+    assert not (tmp_path / "saferelay-team.key").exists()
+
+
+def test_init_moves_keys_out_of_an_old_data_directory(tmp_path: Path) -> None:
+    from crypto.keystore import SecretsDir
+    from tests.conftest import FAST_KDF
+
+    # Given the layout of earlier versions: both key files in data/secrets
+    old = tmp_path / "data" / "secrets"
+    SecretsDir(old).create(old / "team.key", PASSPHRASE, FAST_KDF)
+    server = (old / "server.json").read_bytes()
+    refused = saferelay(tmp_path, "invite", "--role", "member")
+    assert refused.returncode == 2 and "saferelay init" in refused.stderr
+    # When init runs once
+    result = saferelay(tmp_path, "init")
+    assert result.returncode == 0, result.stderr
+    # Then the data directory holds no key, and the bot reads them from their new places
+    assert not old.exists()
+    assert (secrets_dir(tmp_path) / "server.json").read_bytes() == server
+    assert (tmp_path / "saferelay-team.key").exists()
+    assert saferelay(tmp_path, "invite", "--role", "member").returncode == 0
 
 
 def test_init_without_terminal_or_passphrase_says_what_to_set(tmp_path: Path) -> None:
@@ -63,11 +124,11 @@ def test_init_without_terminal_or_passphrase_says_what_to_set(tmp_path: Path) ->
     assert result.returncode == 2
     assert "SAFERELAY_PASSPHRASE" in result.stderr
     assert "Traceback" not in result.stderr
-    assert not (tmp_path / "data" / "secrets" / "team.key").exists()
+    assert not (tmp_path / "saferelay-team.key").exists()
 
 
 def test_init_refuses_to_replace_a_lost_half(initialised: Path) -> None:
-    (initialised / "data" / "secrets" / "server.json").unlink()
+    (secrets_dir(initialised) / "server.json").unlink()
     result = saferelay(initialised, "init", SAFERELAY_PASSPHRASE=PASSPHRASE)
     assert result.returncode == 2
     assert "Refusing to make new keys" in result.stderr

@@ -9,14 +9,14 @@ import pytest
 
 from bot.checkins import CheckInAnswers, record_checkin
 from bot.reports import yearly_wellbeing
-from crypto.keystore import SecretsDir
+from crypto.keystore import SecretsDir, unlock_team_key
 from storage.db import make_engine, make_sessionmaker, migrate
-from tests.conftest import PASSPHRASE, bare_people
+from tests.conftest import PASSPHRASE, bare_people, secrets_of, team_key_of
 
 
 async def test_yearly_mean_health_and_threat_share(data_dir: Path) -> None:
     # Given five members per year, answering as the organisation's survey did
-    secrets_dir = SecretsDir(data_dir / "secrets")
+    secrets_dir = SecretsDir(secrets_of(data_dir))
     keys = secrets_dir.load()
     engine = make_engine(f"sqlite+aiosqlite:///{data_dir / 'r.db'}")
     await migrate(engine)
@@ -38,7 +38,7 @@ async def test_yearly_mean_health_and_threat_share(data_dir: Path) -> None:
                 )
     # When the coordinator opens them with the passphrase
     async with sessions() as session:
-        rows = await yearly_wellbeing(session, secrets_dir.unlock(PASSPHRASE))
+        rows = await yearly_wellbeing(session, unlock_team_key(team_key_of(data_dir), PASSPHRASE))
     await engine.dispose()
     # Then the figures are the survey's
     assert [(y, m, c) for y, m, c, _, _ in rows] == [(2014, 5, 5), (2018, 6, 6)]
@@ -52,12 +52,12 @@ async def test_saved_figures_outlive_purged_records(data_dir: Path) -> None:
     from bot.reports import save_yearly
     from storage.models import CheckIn
 
-    secrets_dir = SecretsDir(data_dir / "secrets")
+    secrets_dir = SecretsDir(secrets_of(data_dir))
     keys = secrets_dir.load()
     engine = make_engine(f"sqlite+aiosqlite:///{data_dir / 's.db'}")
     await migrate(engine)
     sessions = make_sessionmaker(engine)
-    opener = secrets_dir.unlock(PASSPHRASE)
+    opener = unlock_team_key(team_key_of(data_dir), PASSPHRASE)
     async with sessions() as session, session.begin():
         for n, person in enumerate(bare_people(5)):
             session.add(person)

@@ -5,7 +5,10 @@ every request URL, and the URL holds the bot token; PTB at DEBUG logs whole upda
 last line, a filter on the handler rewrites every record, whatever its logger or level:
 
 - the bot token and any run of six or more digits (Telegram user, chat and message ids are
-  that long) become placeholders;
+  that long) become placeholders; so do short ids wherever a field names them
+  (``message_id=42``, ``"id": 7``), phone numbers written with spaces, dots or dashes
+  (``+86 139 1234 5678``), coordinates (``39.0392, 125.7625``, ``latitude=...``) and file
+  names (``passport scan.jpg``);
 - every name, username and message text the bot has recently received (kept in memory only,
   see :func:`remember_values`) is replaced wherever it appears.
 """
@@ -59,7 +62,11 @@ def scrub(message: str) -> str:
     for value in sorted(_recent, key=len, reverse=True):
         if value in message:
             message = message.replace(value, "<redacted>")
-    return _LONG_NUMBER.sub("<n>", message)
+    message = _FILE_NAME.sub("<file>", message)
+    message = _NUMERIC_FIELD.sub(r"\1<n>", message)
+    message = _COORDINATES.sub("<place>", message)
+    message = _LONG_NUMBER.sub("<n>", message)
+    return _PHONE.sub(_phone, message)
 
 
 _LONG_NUMBER = re.compile(r"(?<!\d)-?\d{6,}(?!\d)")
@@ -94,6 +101,37 @@ _FIELD = re.compile(
     re.DOTALL,
 )
 _INVITE = re.compile(r"(start[=\s]+)[A-Za-z0-9_-]{16,64}")
+# Numbers whose field says they identify or locate something, however short.
+_NUMERIC_FIELD = re.compile(
+    r"""((?:['"]?\b(?:\w*_id|id|latitude|longitude|lat|lon|lng|phone|offset|date)['"]?)"""
+    r"""\s*[:=]\s*)-?\d+(?:\.\d+)?""",
+    re.IGNORECASE,
+)
+# A decimal-degrees pair, as a phone's location share or a pasted map link writes it.
+_COORDINATES = re.compile(r"-?\d{1,3}\.\d{3,}\s*,\s*-?\d{1,3}\.\d{3,}")
+# Seven or more digits in groups: +86 139 1234 5678, 010-1234-5678, (010) 1234.5678.
+_PHONE = re.compile(r"(?<![\w.])\+?\(?\d[\d\s().-]{5,}\d(?![\w.])")
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}(?:[ T]\d{2}(?::\d{2}){0,2})?")
+
+
+def _phone(match: re.Match[str]) -> str:
+    """Seven digits or more make a phone number; a date or a version number does not."""
+    found = match.group(0)
+    digits = sum(c.isdigit() for c in found)
+    if digits < 7 or _DATE.fullmatch(found.strip()):
+        return found
+    return "<phone>"
+
+
+# A file name with an extension people send: photos, scans, documents, voice, video.
+_FILE_NAME = re.compile(
+    # Up to four words before the last (names like "passport scan 2.jpg"); each word is a
+    # bounded run without spaces starting at a word boundary, so matching stays linear.
+    r"(?<![^\s/\\'\"<>:=(\[{,])(?:[^\s/\\'\"<>:]{1,64} ){0,4}[^\s/\\'\"<>:]{0,64}\."
+    r"(?:jpe?g|png|gif|heic|webp|bmp|tiff?|pdf|docx?|xlsx?|pptx?|hwp|txt|rtf|odt|csv|zip|rar"
+    r"|7z|mp4|mov|avi|mkv|webm|mp3|m4a|ogg|oga|opus|wav|amr|apk|vcf)\b",
+    re.IGNORECASE,
+)
 NOISY = ("httpx", "httpcore", "telegram", "apscheduler", "aiosqlite", "alembic")
 
 

@@ -6,6 +6,7 @@ step seals them to the team key, so a half-finished check-in leaves nothing on d
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import warnings
 from collections.abc import Callable, Coroutine
@@ -161,7 +162,6 @@ async def _finish(update: Update, context: SafeContext, note: str | None) -> int
     async with core.sessions() as session, session.begin():
         await submit_checkin(session, core.secrets, actor.person_id, answers)
     context.wake_outbox()
-    log.info("stored a check-in")
     await _close_prompt(context, actor.language)
     _forget_draft(context)
     await say(update, context, "checkin_thanks")
@@ -179,8 +179,9 @@ async def _close_prompt(context: SafeContext, language: str, key: str | None = N
             await context.bot.edit_message_reply_markup(chat_id, message_id, reply_markup=None)
         else:
             await context.bot.edit_message_text(t(language, key), chat_id, message_id)
-    except Exception as exc:  # the prompt may be gone already (deleted by the member)
-        log.debug("could not close a check-in prompt: %s", type(exc).__name__)
+    except TelegramError:  # the prompt may be gone already (deleted by the member)
+        # Not logged: a dated line would say when a check-in happened (bot/activity.py).
+        pass
 
 
 async def remind_buttons(update: Update, context: SafeContext) -> int | None:
@@ -265,13 +266,10 @@ async def answer_ask_text(update: Update, context: SafeContext) -> int:
     async with core.sessions() as session, session.begin():
         await open_case(session, core, actor.person_id, request)
     context.wake_outbox()
-    log.info("opened a help request")
     prompt = draft.get("prompt")
     if prompt is not None:
-        try:
+        with contextlib.suppress(TelegramError):  # gone already; not logged (as above)
             await context.bot.edit_message_reply_markup(prompt[0], prompt[1], reply_markup=None)
-        except TelegramError as exc:
-            log.debug("could not close a help prompt: %s", type(exc).__name__)
     await say(update, context, "ask_sent")
     return ConversationHandler.END
 

@@ -45,22 +45,24 @@ async def send(
     context: SafeContext,
     text: str,
     markup: InlineKeyboardMarkup | None = None,
+    *,
+    protect: bool = True,
 ) -> Message | None:
-    """Send ``text`` to the chat of this update. Content is protected from forwarding and
-    saving: a member's phone may be inspected, and a forwarded copy outlives the chat."""
+    """Send ``text`` to the chat of this update, to be deleted after the person's delay
+    (every chat clears itself). Content is protected from forwarding and saving: a phone may
+    be inspected, and a forwarded copy outlives the chat -- except where staff must pass a
+    message on (``protect=False``: an invite link)."""
     chat = update.effective_chat
     if chat is None:
         return None
     sent = await context.bot.send_message(
-        chat_id=chat.id, text=text, reply_markup=markup, protect_content=True
+        chat_id=chat.id, text=text, reply_markup=markup, protect_content=protect
     )
     actor = context.actor
-    if actor is not None and actor.is_member:
+    if actor is not None:
         core = context.core
         async with core.sessions() as session, session.begin():
-            await remember(
-                session, actor.person_id, [sent.message_id], core.settings.clear_after_minutes
-            )
+            await remember(session, core.settings, actor.person_id, [sent.message_id])
     return sent
 
 
@@ -95,5 +97,5 @@ async def edit_pressed(
             await query.edit_message_reply_markup(markup)
         else:
             await query.edit_message_text(text, reply_markup=markup)
-    except BadRequest as exc:
-        log.debug("pressed message not edited: %s", type(exc).__name__)
+    except BadRequest:
+        pass  # nothing to log, and a line per press would date what people do

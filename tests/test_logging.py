@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import re
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from bot.logs import (
     configure_logging,
     forget_remembered,
     remember_values,
+    scrub,
 )
 from storage.models import OutboxItem, Role
 from tests.conftest import RunningBot, make_settings, start_bot, stop_bot
@@ -350,7 +352,7 @@ def assert_verbose(log: str) -> None:
     """The libraries did log at DEBUG: the search below covers their output."""
     assert "getUpdates" in log and "HTTP Request: POST" in log
     assert " DEBUG telegram." in log and " httpx: HTTP Request" in log
-    assert "stored a check-in" in log and "opened a help request" in log
+    assert " INFO bot.app: bot ready" in log
 
 
 async def test_verbose_logs_carry_no_telegram_id_and_no_bot_token(verbose_bot: RunningBot) -> None:
@@ -408,3 +410,86 @@ async def test_verbose_logs_carry_no_name_text_or_secret(verbose_bot: RunningBot
     needles = name_and_text_needles() | {"invite token": scenario.invite}
     hits = found(scenario.log, needles)
     assert hits == {}, "\n".join(f"{label}: {line}" for label, line in hits.items())
+
+
+# Our own loggers may say only these (and the daily totals of bot/activity.py).
+OWN_LOGGER = re.compile(
+    r" (DEBUG|INFO|WARNING|ERROR|CRITICAL) ((?:bot|handlers|storage|crypto)\.\S+): (.*)"
+)
+ALLOWED_OWN_LINES = {"bot ready", "database schema brought up to date"}
+
+
+async def test_no_line_marks_an_event_of_a_member(bot: RunningBot) -> None:
+    """Enrolment, check-in, help request, relay, code word, quick exit, duress and erasure
+    leave no line of our own in the log: a dated line is evidence (bot/activity.py)."""
+    api = bot.api
+    admin = api.user(ADMIN_ID, **ADMIN, language_code="en")
+    member = api.user(MEMBER_ID, **MEMBER, language_code="en")
+    await bot.enrol(admin, Role.ADMIN, "en", name="Coordinator")
+    await bot.enrol(member, Role.MEMBER, "en", token=await staff_invite(bot, admin))
+    await member.send_command("checkin")
+    await member.press(t("en", "checkin_health_2"))
+    await member.press(t("en", "yes"))
+    await member.press(t("en", "checkin_skip"))
+    await member.wait_for_message(t("en", "checkin_thanks"))
+    await member.send_command("settings")
+    await member.press(t("en", "set_duress_word"))
+    await member.send_text("marigold")
+    await member.wait_for_message(t("en", "duress_word_saved"))
+    await member.send_text("marigold")
+    await admin.wait_for_message("URGENT", timeout=10)
+    await member.send_command("clear")
+    await api.wait_idle()
+    await member.send_command("forget")
+    await member.wait_for_message(t("en", "forget_question"))
+    await member.press(t("en", "forget_confirm"))
+    await api.wait_for(lambda: api.visible(member.chat_id) == [], timeout=10)
+    await api.wait_idle()
+    await stop_bot(bot.app)
+    own = [m.groups() for m in OWN_LOGGER.finditer(bot.log.getvalue())]
+    assert ("INFO", "bot.app", "bot ready") in own
+    unexpected = [
+        line
+        for line in own
+        if line[2] not in ALLOWED_OWN_LINES and not line[2].startswith("last 24 h")
+    ]
+    assert unexpected == []
+
+
+def test_the_daily_line_holds_totals_only() -> None:
+    from bot import activity
+
+    activity.report()  # other tests in this process counted too
+    activity.count("updates handled", 3)
+    activity.count("messages sent")
+    line = activity.report()
+    assert line.startswith("last 24 h: 3 updates handled, 1 messages sent, 0 sends failed")
+    assert activity.report().startswith("last 24 h: 0 updates handled")
+    for kind in activity.KINDS:
+        for word in ("duress", "exit", "eras", "check", "enrol", "help"):
+            assert word not in kind
+
+
+@pytest.mark.parametrize(
+    ("line", "hidden"),
+    [
+        ("saved passport scan.jpg for later", "passport scan.jpg"),
+        ("{'file_name': 'IMG_2041.HEIC'}", "IMG_2041"),
+        ("call +86 139 1234 5678 tonight", "139 1234"),
+        ("call 010-1234-5678", "1234-5678"),
+        ("(0433) 285.1234", "285.1234"),
+        ("meet at 42.9048, 129.5139", "42.9048"),
+        ("Location(latitude=42.9, longitude=129.5)", "129.5"),
+        ("message_id=42 reply_to_message_id: 7 'id': 315", "315"),
+    ],
+)
+def test_file_names_phones_places_and_short_ids_are_scrubbed(line: str, hidden: str) -> None:
+    assert hidden not in scrub(line)
+
+
+@pytest.mark.parametrize(
+    "line",
+    ["HTTP/1.1 200 OK", "took 12.5 s", "2026-11-23 10:00:01 start", "bot/app.py line 98"],
+)
+def test_ordinary_operational_lines_stay_readable(line: str) -> None:
+    assert scrub(line) == line

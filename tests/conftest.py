@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,16 @@ from crypto.keyfile import KdfCost
 from crypto.keystore import TEAM_KEY_FILE, SecretsDir, unlock_team_key
 from storage.models import Person, Role, new_id
 from tests.fakebot import FakeBotApi, FakeUser
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_real_home(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """No test may read or write the real ~/.config/saferelay: whatever a test forgets to
+    point elsewhere lands in a throwaway home."""
+    home = tmp_path_factory.mktemp("home")
+    os.environ["HOME"] = str(home)
+    os.environ["XDG_CONFIG_HOME"] = str(home / ".config")
+
 
 # Argon2id at its minimum cost: for tests only (production: SENSITIVE, 1 GiB, a few seconds).
 FAST_KDF = KdfCost(nacl.pwhash.argon2id.OPSLIMIT_MIN, nacl.pwhash.argon2id.MEMLIMIT_MIN)

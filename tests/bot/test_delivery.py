@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from bot.i18n import t
 from storage.models import OutboxItem, Role
-from tests.conftest import PASSPHRASE, RunningBot, make_settings
+from tests.conftest import PASSPHRASE, RunningBot, make_settings, secrets_of
 from tests.fakebot import FakeBotApi, FakeUser
 
 QUICK_TIMEOUT = pytest.mark.bot_env(SAFERELAY_TELEGRAM_TIMEOUT="1")
@@ -107,16 +107,19 @@ async def test_the_sender_keeps_one_message_a_second_per_chat(bot: RunningBot) -
 # --- a real crash: the bot process is killed while a send is under way -------------------
 
 
-def _env(data_dir: Path, api: FakeBotApi) -> dict[str, str]:
-    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
-    return {
+def _env(data_dir: Path, api: FakeBotApi | None = None) -> dict[str, str]:
+    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG")}
+    env = {
         **keep,
+        "HOME": str(data_dir.parent / "home"),
         "SAFERELAY_DATA_DIR": str(data_dir),
-        "TELEGRAM_BOT_TOKEN": api.token,
-        "TELEGRAM_API_BASE_URL": api.base_url,
+        "SAFERELAY_SECRETS_DIR": str(secrets_of(data_dir)),
         "SAFERELAY_TELEGRAM_TIMEOUT": "30",
         "SAFERELAY_PASSPHRASE": PASSPHRASE,
     }
+    if api is not None:
+        env |= {"TELEGRAM_BOT_TOKEN": api.token, "TELEGRAM_API_BASE_URL": api.base_url}
+    return env
 
 
 async def _run_bot(data_dir: Path, api: FakeBotApi) -> asyncio.subprocess.Process:
@@ -125,6 +128,7 @@ async def _run_bot(data_dir: Path, api: FakeBotApi) -> asyncio.subprocess.Proces
         "-m",
         "bot",
         "run",
+        cwd=data_dir.parent,
         env=_env(data_dir, api),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
@@ -186,10 +190,10 @@ async def test_a_message_survives_the_bot_being_killed_mid_send(
 
 
 def _cli(data_dir: Path, *args: str) -> str:
-    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME")}
     result = subprocess.run(
         [sys.executable, "-m", "bot", *args],
-        env={**env, "SAFERELAY_DATA_DIR": str(data_dir), "SAFERELAY_PASSPHRASE": PASSPHRASE},
+        cwd=data_dir.parent,
+        env=_env(data_dir),
         capture_output=True,
         text=True,
         check=True,

@@ -14,7 +14,7 @@ LOOKUP_SIZE = 32
 # must never match a digest of another.
 _PERSON_USER = b"sr-tg-user-v1"
 _PERSON_INVITE = b"sr-invite-v1"
-_PERSON_WORD = b"sr-word-v1"
+_PERSON_NAME = b"sr-staff-name-v1"
 
 
 class Pepper:
@@ -48,15 +48,19 @@ class Pepper:
         """What is stored of an invite token, so a copied database holds no usable invite."""
         return self._digest(token.encode("utf-8"), _PERSON_INVITE)
 
-    def word_lookup(self, person_id: str, word: str) -> bytes:
-        """What is stored of a member's code or duress word: keyed, and salted by the person
-        so the same word chosen by two members gives two different digests."""
-        data = person_id.encode("utf-8") + b"\x00" + normalise_word(word).encode("utf-8")
-        return self._digest(data, _PERSON_WORD)
+    def name_lookup(self, name: str) -> bytes:
+        """What makes staff display names unique and findable without opening each one:
+        keyed, over the name with case and spacing ignored."""
+        return self._digest(normalise_word(name).encode("utf-8"), _PERSON_NAME)
+
+    def prehash(self, data: bytes, person: bytes) -> bytes:
+        """A keyed digest of ``data`` under a caller's domain (``person``, at most 16
+        bytes): lets another hash (crypto.words) depend on the pepper too."""
+        return self._digest(data, person)
 
 
 def normalise_word(word: str) -> str:
-    """How a safety word is compared: case and spacing do not matter."""
+    """How words and names are compared: case and spacing do not matter."""
     return " ".join(word.split()).casefold()
 
 

@@ -93,3 +93,15 @@ async def migrate(engine: AsyncEngine, revision: str = "head") -> bool:
                 await connection.exec_driver_sql("PRAGMA foreign_keys=ON")
                 await connection.commit()
     return True
+
+
+async def truncate_wal(engine: AsyncEngine) -> bool:
+    """Fold the write-ahead log into the main file and truncate it to zero bytes (SQLite;
+    a no-op elsewhere). With secure_delete on, deleted rows are zeroed in the main file, so
+    afterwards no copy of them is left in either file. False when a reader kept part of the
+    log in use: try again a moment later."""
+    if engine.dialect.name != "sqlite":
+        return True
+    async with engine.connect() as connection:
+        row = (await connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")).one()
+    return int(row[0]) == 0  # (busy, log frames, checkpointed frames)

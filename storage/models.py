@@ -5,9 +5,15 @@
 - ``checkins.sealed`` is sealed to the team public key, bound to the row.
 - ``invites.token_lookup`` is a keyed hash of the token: a copied database holds no usable
   invite.
+- ``people.code_word`` / ``duress_word`` are Argon2id digests (crypto.words), and hold random
+  filler when a member has set no word, so every row looks the same.
 
 Primary keys are random strings made before the insert, so the row identity is known when a
 ciphertext is bound to it, and ids reveal neither order nor counts.
+
+Timestamps kept in the clear are no finer than a feature needs (see README, "What the
+database keeps"): :func:`day` for what reports and retention count, :func:`minute` for an
+open request's age; full precision only for deadlines and transient rows.
 """
 
 from __future__ import annotations
@@ -47,6 +53,25 @@ def new_id() -> str:
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def day(moment: datetime) -> datetime:
+    """``moment`` rounded down to midnight UTC: what a report or a retention cut needs."""
+    return moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def minute(moment: datetime) -> datetime:
+    """``moment`` rounded down to the minute: an open request's age, no finer."""
+    return moment.astimezone(UTC).replace(second=0, microsecond=0)
+
+
+WORD_DIGEST_SIZE = 32
+
+
+def word_filler() -> bytes:
+    """What an unset safety or clear word holds: random, so a member without a word has a
+    row indistinguishable from one with a word."""
+    return secrets.token_bytes(WORD_DIGEST_SIZE)
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -100,24 +125,34 @@ class Person(Base):
     invited_by: Mapped[str | None] = mapped_column(
         ForeignKey("people.id", ondelete="SET NULL"), nullable=True
     )
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Day precision (see the module docstring).
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=lambda: day(utcnow()))
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # Erased: everything they wrote is gone and they are a stranger; the row stays only until
+    # the bot has cleared their chat and command menu (bot/chat.py), then it is deleted.
+    erased: Mapped[bool] = mapped_column(default=False)
+    # Which command menu is set for this chat ("<role>:<language>"), None when none is: the
+    # chat upkeep sets it for active people and removes it from revoked ones.
+    menu: Mapped[str | None] = mapped_column(String(16), nullable=True)
     # Staff only: the name members see on replies, under the server box (a caseworker's
-    # chosen name can identify them too).
+    # chosen name can identify them too), and a keyed hash of it, so names are unique and
+    # found without opening every one.
     display_name: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    name_lookup: Mapped[bytes | None] = mapped_column(LargeBinary(32), unique=True, nullable=True)
     # Members only: the caseworker (or admin) who invited them and gets their alerts.
     caseworker_id: Mapped[str | None] = mapped_column(
         ForeignKey("people.id", ondelete="SET NULL"), nullable=True
     )
     # Members only: how long messages stay in their chat (None: the server default), and
-    # their quick-exit and duress words, stored only as keyed hashes.
+    # their quick-exit and duress words as Argon2id digests -- or filler, never NULL.
     clear_after_minutes: Mapped[int | None] = mapped_column(nullable=True)
-    code_word: Mapped[bytes | None] = mapped_column(LargeBinary(32), nullable=True)
-    duress_word: Mapped[bytes | None] = mapped_column(LargeBinary(32), nullable=True)
+    code_word: Mapped[bytes] = mapped_column(LargeBinary(32), default=word_filler)
+    duress_word: Mapped[bytes] = mapped_column(LargeBinary(32), default=word_filler)
 
 
 class Invite(Base):
-    """A single-use, expiring enrolment link."""
+    """A single-use, expiring enrolment link. Deleted when it is used or cancelled, and a
+    few days after it expired (so its maker can still see that it did)."""
 
     __tablename__ = "invites"
     __table_args__ = (CheckConstraint("role IN ('admin', 'caseworker', 'member')", name="role"),)
@@ -125,12 +160,13 @@ class Invite(Base):
     id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True, default=new_id)
     token_lookup: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
     role: Mapped[str] = mapped_column(String(16))
+    # NULL for an invite made at the shell; revoking the maker deletes their invites.
     created_by: Mapped[str | None] = mapped_column(
-        ForeignKey("people.id", ondelete="SET NULL"), nullable=True
+        ForeignKey("people.id", ondelete="CASCADE"), nullable=True, index=True
     )
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # The message in the maker's chat that shows the link: deleted with the invite.
+    message_id: Mapped[int | None] = mapped_column(nullable=True)
 
 
 class CheckIn(Base):
@@ -141,7 +177,8 @@ class CheckIn(Base):
 
     id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True, default=new_id)
     person_id: Mapped[str] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Day precision: reports count by month at the finest, retention by day.
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=lambda: day(utcnow()))
     sealed: Mapped[bytes] = mapped_column(LargeBinary)
 
 
@@ -160,7 +197,9 @@ class Case(Base):
     - the alert texts in the outbox (server box), deleted once sent.
 
     ``escalate_at`` is in the clear because the sweep must find it: it tells that a case is
-    urgent and unclaimed, never what it is about.
+    urgent and unclaimed, never what it is about. ``created_at`` is kept to the minute while
+    the case is open (its age is shown and escalations say how long it waited) and rounded
+    to the day when it is resolved.
     """
 
     __tablename__ = "cases"
@@ -174,11 +213,9 @@ class Case(Base):
     member_id: Mapped[str] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"))
     status: Mapped[str] = mapped_column(String(16), default=CaseStatus.OPEN.value)
     claimed_by: Mapped[str | None] = mapped_column(
-        ForeignKey("people.id", ondelete="SET NULL"), nullable=True
+        ForeignKey("people.id", ondelete="SET NULL"), nullable=True, index=True
     )
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
-    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=lambda: minute(utcnow()))
     escalate_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     escalations: Mapped[int] = mapped_column(default=0)
     sealed: Mapped[bytes] = mapped_column(LargeBinary)
@@ -194,39 +231,15 @@ class Note(Base):
     id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True, default=new_id)
     member_id: Mapped[str] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"))
     staff_id: Mapped[str | None] = mapped_column(
-        ForeignKey("people.id", ondelete="SET NULL"), nullable=True
+        ForeignKey("people.id", ondelete="SET NULL"), nullable=True, index=True
     )
     from_member: Mapped[bool] = mapped_column()
     case_id: Mapped[str | None] = mapped_column(
-        ForeignKey("cases.id", ondelete="SET NULL"), nullable=True
+        ForeignKey("cases.id", ondelete="SET NULL"), nullable=True, index=True
     )
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Day precision: retention is counted in days.
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=lambda: day(utcnow()))
     sealed: Mapped[bytes] = mapped_column(LargeBinary)
-
-
-class Delivered(Base):
-    """A message the outbox delivered to a staff member about a member (alert or relay).
-
-    It is what makes a Telegram reply routable, and what proves a caseworker was told about
-    a case: (staff, Telegram message id) -> member and case. Message ids are per-chat
-    counters, not identities.
-    """
-
-    __tablename__ = "delivered"
-    __table_args__ = (
-        Index(None, "staff_id", "message_id", unique=True),
-        Index(None, "case_id"),
-    )
-
-    id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True, default=new_id)
-    staff_id: Mapped[str] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"))
-    message_id: Mapped[int] = mapped_column()
-    member_id: Mapped[str] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"))
-    case_id: Mapped[str | None] = mapped_column(
-        ForeignKey("cases.id", ondelete="CASCADE"), nullable=True
-    )
-    kind: Mapped[str] = mapped_column(String(16))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class OutboxStatus(enum.StrEnum):
@@ -237,12 +250,18 @@ class OutboxStatus(enum.StrEnum):
 class OutboxItem(Base):
     """A message the bot sends on its own initiative, written in the same transaction as
     the event that caused it. ``payload`` is under the server box (the sender must read it);
-    the row is deleted once Telegram accepted the message, so no readable copy lingers."""
+    the row is deleted once Telegram accepted the message, so no readable copy lingers.
+    Failed rows keep no payload and are purged after a few days.
+
+    ``collapse_key`` names a message that replaces, rather than joins, an earlier one still
+    waiting for the same person (an escalation re-alert): one hostile account's requests
+    cannot pile up in staff queues."""
 
     __tablename__ = "outbox"
     __table_args__ = (
         CheckConstraint("status IN ('pending', 'failed')", name="status"),
         Index(None, "status", "due_at"),
+        Index(None, "recipient_id", "collapse_key"),
     )
 
     id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True, default=new_id)
@@ -254,6 +273,7 @@ class OutboxItem(Base):
     attempts: Mapped[int] = mapped_column(default=0)
     last_error: Mapped[str | None] = mapped_column(String(64), nullable=True)
     payload: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    collapse_key: Mapped[str | None] = mapped_column(String(64), nullable=True)
     # The member a message is about (an alert, a relay), so erasing them removes it too.
     about_member_id: Mapped[str | None] = mapped_column(
         ForeignKey("people.id", ondelete="CASCADE"), nullable=True, index=True
@@ -261,7 +281,12 @@ class OutboxItem(Base):
 
 
 class ChatMessage(Base):
-    """A message in a member's chat that the bot will delete (both sides), and when.
+    """A message in someone's chat that the bot will delete (both sides), and when.
+
+    Every chat clears itself: a member's after their own delay, a staff member's after
+    SAFERELAY_STAFF_CLEAR_AFTER_HOURS. A staff copy of a member's words or of an alert also
+    says which member and request it is about: that is what makes a Telegram reply to it
+    routable, and what proves a caseworker was told. The link goes with the message.
 
     Telegram message ids are per-chat counters, not identities; the chat is found through
     the person's sealed chat reference.
@@ -279,6 +304,18 @@ class ChatMessage(Base):
     sent_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     delete_at: Mapped[datetime] = mapped_column(UTCDateTime())
     attempts: Mapped[int] = mapped_column(default=0)
+    # The bot's own message (it can be edited to a neutral stub when it can no longer be
+    # deleted); False for what the person typed.
+    outgoing: Mapped[bool] = mapped_column(default=True)
+    # Staff chats: the member and request this message is about, and what it is
+    # ("alert", "relay", "checkin", "list", "reply", "invite").
+    about_member_id: Mapped[str | None] = mapped_column(
+        ForeignKey("people.id", ondelete="SET NULL"), nullable=True, index=True
+    )
+    case_id: Mapped[str | None] = mapped_column(
+        ForeignKey("cases.id", ondelete="SET NULL"), nullable=True, index=True
+    )
+    kind: Mapped[str | None] = mapped_column(String(16), nullable=True)
 
 
 class Tally(Base):

@@ -66,3 +66,23 @@ async def mark_failed(session: AsyncSession, item_id: str, error: str) -> None:
 async def drop_for_recipient(session: AsyncSession, person_id: str) -> None:
     """A revoked person receives nothing more: their queued messages go."""
     await session.execute(delete(OutboxItem).where(OutboxItem.recipient_id == person_id))
+
+
+async def drop_collapsed(session: AsyncSession, collapse_key: str) -> None:
+    """A message that supersedes the ones still waiting under the same key (for anyone)."""
+    await session.execute(
+        delete(OutboxItem).where(
+            OutboxItem.collapse_key == collapse_key,
+            OutboxItem.status == OutboxStatus.PENDING.value,
+        )
+    )
+
+
+async def purge_failed(session: AsyncSession, before: datetime) -> int:
+    """Failed items were reported when they failed; their rows go after a few days."""
+    result = await session.execute(
+        delete(OutboxItem).where(
+            OutboxItem.status == OutboxStatus.FAILED.value, OutboxItem.created_at < before
+        )
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]

@@ -6,7 +6,14 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.delivery import PRIORITY_NORMAL, PRIORITY_URGENT, Link, Outgoing, enqueue
+from bot.chat import About
+from bot.delivery import (
+    PRIORITY_ESCALATION,
+    PRIORITY_NORMAL,
+    PRIORITY_URGENT,
+    Outgoing,
+    enqueue,
+)
 from bot.i18n import t
 
 if TYPE_CHECKING:
@@ -85,7 +92,15 @@ def alert_case(
     *,
     escalation: int = 0,
     minutes_open: int = 0,
+    urgent: bool | None = None,
 ) -> None:
+    """Queue the alert for each recipient. A re-alert (``escalation``) goes after first
+    alerts and replaces any re-alert of the same request still waiting for that reader."""
+    urgent = request.urgent if urgent is None else urgent
+    if escalation:
+        priority, collapse = PRIORITY_ESCALATION, f"esc:{case_id}"
+    else:
+        priority, collapse = (PRIORITY_URGENT if urgent else PRIORITY_NORMAL), None
     for staff in recipients:
         body = case_alert_text(
             staff.language,
@@ -101,7 +116,8 @@ def alert_case(
             Outgoing(
                 body,
                 case_buttons(staff.language, case_id),
-                link=Link(member.id, case_id, "alert"),
-                priority=PRIORITY_URGENT if request.urgent else PRIORITY_NORMAL,
+                link=About(member.id, case_id, "alert"),
+                priority=priority,
             ),
+            collapse_key=collapse,
         )

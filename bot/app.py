@@ -5,27 +5,35 @@ from __future__ import annotations
 import logging
 from typing import Any, TypeAlias
 
-from telegram import BotCommand
 from telegram.error import TelegramError
 from telegram.ext import Application, ApplicationBuilder, ContextTypes
 
+from bot import activity
 from bot.cases import escalate_due
-from bot.chat import delete_due
+from bot.chat import delete_due, tidy_people
 from bot.core import Core
 from bot.delivery import Sender
-from bot.i18n import DEFAULT_LANGUAGE, LANGUAGES, t
+from bot.i18n import LANGUAGES, STRANGER_LANGUAGE, t
 from bot.limits import RateLimiter
 from bot.retention import purge_old_records
+from bot.scrubber import WalScrubber
 from bot.settings import Settings
 from crypto.keystore import SecretsDir
 from handlers import common, member, safety, staff
-from handlers.context import CLEANER_KEY, CORE_KEY, LIMITER_KEY, SENDER_KEY, SafeContext
+from handlers.access import StrangerDoor
+from handlers.context import (
+    CLEANER_KEY,
+    CORE_KEY,
+    LIMITER_KEY,
+    SCRUBBER_KEY,
+    SENDER_KEY,
+    STRANGERS_KEY,
+    WORD_LIMITER_KEY,
+    SafeContext,
+)
 from storage.db import make_engine, make_sessionmaker, migrate
 
 log = logging.getLogger(__name__)
-
-# Shown by Telegram to anyone who opens the bot, enrolled or not: neutral on purpose.
-COMMANDS = ("menu", "checkin", "ask", "clear", "settings", "cancel")
 
 SafeApplication: TypeAlias = Application[Any, SafeContext, Any, Any, Any, Any]
 
@@ -46,16 +54,21 @@ async def _post_init(app: SafeApplication) -> None:
     if await migrate(core.engine):
         log.info("database schema brought up to date")
     try:
+        # No menu for anyone by default: enrolled chats get theirs (bot/menus.py), and a
+        # stranger sees none. The description is all a stranger sees: neutral, and English
+        # for a client in a language we do not offer.
+        await app.bot.delete_my_commands()
         for language in LANGUAGES:
-            # Korean is also the default for users whose Telegram language we do not offer.
-            code = None if language == DEFAULT_LANGUAGE else language
-            commands = [BotCommand(c, t(language, f"command_{c}")) for c in COMMANDS]
-            await app.bot.set_my_commands(commands, language_code=code)
+            await app.bot.delete_my_commands(language_code=language)
+            code = None if language == STRANGER_LANGUAGE else language
             await app.bot.set_my_description(t(language, "bot_description"), language_code=code)
     except TelegramError as exc:
-        # The command menu is a convenience; a Bot API server without it must not stop us.
-        log.warning("could not set the command menu: %s", type(exc).__name__)
-    sender = Sender(core, app.bot)
+        # A convenience; a Bot API server without it must not stop us.
+        log.warning("could not set the bot's description: %s", type(exc).__name__)
+    scrubber = WalScrubber(core.engine)
+    app.bot_data[SCRUBBER_KEY] = scrubber
+    scrubber.start()
+    sender = Sender(core, app.bot, scrub=scrubber.request)
     app.bot_data[SENDER_KEY] = sender
     sender.start()
     assert app.job_queue is not None
@@ -67,14 +80,22 @@ async def _post_init(app: SafeApplication) -> None:
     job_queue.run_repeating(_clean, interval=min(interval, 5.0), first=0.1, name="clean")
     app.bot_data[CLEANER_KEY] = lambda: job_queue.run_once(_clean, 0, name="clean-now")
     job_queue.run_repeating(_retention, interval=24 * 3600, first=60, name="retention")
+    job_queue.run_repeating(
+        _activity, interval=activity.REPORT_SECONDS, first=activity.REPORT_SECONDS, name="activity"
+    )
     log.info("bot ready")
 
 
 async def _clean(context: SafeContext) -> None:
-    """Delete the chat messages whose time has come; failures wait for the next run."""
-    deleted = await delete_due(context.core, context.bot)
-    if deleted:
-        log.info("cleared %d chat message(s)", deleted)
+    """Delete the chat messages whose time has come, keep command menus in line, and let
+    erased members go once their chat is clear; failures wait for the next run."""
+    await delete_due(context.core, context.bot)
+    await tidy_people(context.core, context.bot)
+
+
+async def _activity(_context: SafeContext) -> None:
+    """Daily: one line of totals (bot/activity.py), never a line per event."""
+    activity.report()
 
 
 async def _retention(context: SafeContext) -> None:
@@ -82,8 +103,7 @@ async def _retention(context: SafeContext) -> None:
     core = context.core
     async with core.sessions() as session, session.begin():
         purged = await purge_old_records(session, core.settings.retention_days)
-    if purged:
-        log.info("retention purged %d record(s)", purged)
+    activity.count("records purged", purged)
 
 
 async def _sweep(context: SafeContext) -> None:
@@ -92,7 +112,7 @@ async def _sweep(context: SafeContext) -> None:
     async with core.sessions() as session, session.begin():
         escalated = await escalate_due(session, core)
     if escalated:
-        log.info("escalated %d unclaimed urgent request(s)", escalated)
+        activity.count("escalations", escalated)
         context.wake_outbox()
 
 
@@ -100,6 +120,9 @@ async def _post_stop(app: SafeApplication) -> None:
     sender = app.bot_data.get(SENDER_KEY)
     if sender is not None:
         await sender.stop()
+    scrubber = app.bot_data.get(SCRUBBER_KEY)
+    if scrubber is not None:
+        await scrubber.stop()
 
 
 async def _post_shutdown(app: SafeApplication) -> None:
@@ -126,6 +149,8 @@ def build_application(settings: Settings, core: Core | None = None) -> SafeAppli
     )
     app.bot_data[CORE_KEY] = core
     app.bot_data[LIMITER_KEY] = RateLimiter(settings.messages_per_minute)
+    app.bot_data[WORD_LIMITER_KEY] = RateLimiter(settings.messages_per_minute * 2)
+    app.bot_data[STRANGERS_KEY] = StrangerDoor()
     common.register(app)
     safety.register(app)
     member.register(app)

@@ -1,8 +1,13 @@
 """Help requests ("cases"): open -> claimed -> resolved, with alerts and escalation.
 
 Authorisation is decided here from the database, never from callback data: a caseworker
-may act on a case if they claimed it, if the member is theirs, or if they were alerted
-about it; an admin may act on any case.
+may act on a case if they claimed it, if the member is theirs, if the member has no
+caseworker (everyone was alerted), or if they were alerted about it; an admin may act on any
+case.
+
+One account cannot flood everyone's phones: a member has at most ``MAX_OPEN_URGENT``
+unclaimed "right now" requests escalating at a time -- more are recorded and sent to their
+caseworker like any other request -- and a re-alert replaces the one still waiting.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, exists, false, or_, select, true, update
+from sqlalchemy import and_, exists, false, func, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.alerts import alert_case, recipients_for
@@ -22,11 +27,14 @@ from bot.i18n import t
 from bot.people import Actor, active_person, active_staff, shown_name_of
 from crypto.boxes import RecordPlace
 from crypto.keystore import ServerSecrets
-from storage.models import Case, CaseStatus, Delivered, Person, new_id, utcnow
+from storage import outbox
+from storage.models import Case, CaseStatus, ChatMessage, Person, day, minute, new_id, utcnow
 
 CATEGORIES = ("danger", "medical", "money", "housing", "talk", "other")
 URGENCIES = ("now", "today", "week")
 TEXT_LIMIT = 2000
+MAX_OPEN_URGENT = 2
+REQUEST_TAG = b"H2"  # payload format 2: fixed width
 
 
 class InvalidRequest(ValueError):
@@ -54,25 +62,37 @@ class HelpRequest:
         return self.urgency == "now"
 
     def to_bytes(self, *, with_text: bool = True) -> bytes:
-        payload: dict[str, object] = {
-            "v": 1,
-            "category": self.category,
-            "urgency": self.urgency,
-            "duress": self.duress,
-        }
-        if with_text:
-            payload["text"] = self.text
-        return json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        """Fixed width: ``H2`` | category | urgency | duress | has text | text (UTF-8).
+
+        A duress case and a normal one, any category and any urgency, encode to the same
+        length; the envelope then pads the whole to a 256-byte bucket.
+        """
+        text = (self.text or "").encode("utf-8") if with_text else b""
+        flags = (
+            CATEGORIES.index(self.category),
+            URGENCIES.index(self.urgency),
+            int(self.duress),
+            int(with_text and self.text is not None),
+        )
+        return REQUEST_TAG + bytes(flags) + text
 
     @classmethod
     def from_bytes(cls, data: bytes) -> HelpRequest:
-        payload = json.loads(data)
-        return cls(
-            payload["category"],
-            payload["urgency"],
-            payload.get("text"),
-            payload.get("duress", False),
-        )
+        if data.startswith(b"{"):  # version 1: JSON, written before fixed-width encoding
+            payload = json.loads(data)
+            return cls(
+                payload["category"],
+                payload["urgency"],
+                payload.get("text"),
+                payload.get("duress", False),
+            )
+        if not data.startswith(REQUEST_TAG) or len(data) < len(REQUEST_TAG) + 4:
+            raise InvalidRequest("unknown help request payload")
+        category, urgency, duress, has_text = data[2:6]
+        if category >= len(CATEGORIES) or urgency >= len(URGENCIES):
+            raise InvalidRequest("unknown category or urgency")
+        text = data[6:].decode("utf-8") if has_text else None
+        return cls(CATEGORIES[category], URGENCIES[urgency], text, bool(duress))
 
 
 def sealed_place(case_id: str) -> RecordPlace:
@@ -94,9 +114,10 @@ async def open_case(
     session: AsyncSession, core: Core, member_id: str, request: HelpRequest
 ) -> str | None:
     """Store a member's request and alert staff. None if the member is no longer active."""
+    urgent = request.urgent and await _urgent_open(session, member_id) < MAX_OPEN_URGENT
     # Read everything first, then write: one query on the usual path, and no autoflush
     # splitting the inserts (this is the service path the benchmark measures).
-    found = await recipients_for(session, member_id, everyone=request.urgent)
+    found = await recipients_for(session, member_id, everyone=urgent)
     if found is None:
         return None
     member, recipients = found
@@ -107,17 +128,31 @@ async def open_case(
             id=case_id,
             member_id=member_id,
             status=CaseStatus.OPEN.value,
-            created_at=now,
+            created_at=minute(now),
             escalate_at=(
-                now + timedelta(minutes=core.settings.escalate_minutes) if request.urgent else None
+                now + timedelta(minutes=core.settings.escalate_minutes) if urgent else None
             ),
             sealed=keys.team_sealer.seal(request.to_bytes(), sealed_place(case_id)),
             # Until someone claims it the bot may have to alert others, text included.
             brief=keys.server_box.seal(request.to_bytes(), brief_place(case_id)),
         )
     )
-    alert_case(session, keys, recipients, member, case_id, request)
+    alert_case(session, keys, recipients, member, case_id, request, urgent=urgent)
     return case_id
+
+
+async def _urgent_open(session: AsyncSession, member_id: str) -> int:
+    """How many of this member's urgent requests are waiting for someone to claim them."""
+    count = await session.scalar(
+        select(func.count())
+        .select_from(Case)
+        .where(
+            Case.member_id == member_id,
+            Case.status == CaseStatus.OPEN.value,
+            Case.escalate_at.is_not(None),
+        )
+    )
+    return int(count or 0)
 
 
 async def authorised_case(session: AsyncSession, actor: Actor, case_id: str) -> Case | None:
@@ -134,12 +169,14 @@ async def authorised_case(session: AsyncSession, actor: Actor, case_id: str) -> 
     if case.claimed_by == actor.person_id:
         return case
     member = await session.get(Person, case.member_id)
-    alerted = await session.scalar(
-        select(exists().where(Delivered.case_id == case.id, Delivered.staff_id == actor.person_id))
-    )
-    if (member is not None and member.caseworker_id == actor.person_id) or alerted:
+    if member is not None and member.caseworker_id in (None, actor.person_id):
         return case
-    return None
+    alerted = await session.scalar(
+        select(
+            exists().where(ChatMessage.case_id == case.id, ChatMessage.person_id == actor.person_id)
+        )
+    )
+    return case if alerted else None
 
 
 class Outcome(enum.Enum):
@@ -166,10 +203,15 @@ async def _edit_other_copies(
     """Rewrite the alert copies other staff hold: who took it, and no more text."""
     member = await session.get(Person, case.member_id)
     copies = await session.scalars(
-        select(Delivered).where(Delivered.case_id == case.id, Delivered.staff_id != actor.person_id)
+        select(ChatMessage).where(
+            ChatMessage.case_id == case.id,
+            ChatMessage.person_id != actor.person_id,
+            ChatMessage.outgoing.is_(True),
+            ChatMessage.kind.in_(("alert", "list")),
+        )
     )
     for copy in copies:
-        staff = await active_person(session, copy.staff_id)
+        staff = await active_person(session, copy.person_id)
         if staff is None or member is None:
             continue
         text = t(staff.language, key, pseudonym=member.pseudonym, name=actor.shown_name)
@@ -196,7 +238,6 @@ async def claim_case(
         .values(
             status=CaseStatus.CLAIMED.value,
             claimed_by=actor.person_id,
-            claimed_at=utcnow(),
             escalate_at=None,
             # From now on the bot needs only what /cases shows, not the member's words.
             brief=(
@@ -238,7 +279,11 @@ async def resolve_case(
             ),
         )
         .values(
-            status=CaseStatus.RESOLVED.value, resolved_at=utcnow(), escalate_at=None, brief=None
+            status=CaseStatus.RESOLVED.value,
+            # From now on only retention needs its date, to the day.
+            created_at=day(case.created_at),
+            escalate_at=None,
+            brief=None,
         )
         .execution_options(synchronize_session=False)
     )
@@ -268,6 +313,8 @@ async def escalate_due(session: AsyncSession, core: Core, now: datetime | None =
         if member is None or brief is None:
             case.escalate_at = None
             continue
+        # A re-alert still waiting for a reader is replaced, never stacked.
+        await outbox.drop_collapsed(session, f"esc:{case.id}")
         case.escalations += 1
         case.escalate_at = now + interval
         minutes = int((now - case.created_at).total_seconds() // 60)
@@ -307,9 +354,9 @@ async def cases_for(session: AsyncSession, keys: ServerSecrets, actor: Actor) ->
     if not actor.is_admin:
         mine = Case.claimed_by == actor.person_id
         alerted = exists().where(
-            Delivered.case_id == Case.id, Delivered.staff_id == actor.person_id
+            ChatMessage.case_id == Case.id, ChatMessage.person_id == actor.person_id
         )
-        theirs = Person.caseworker_id == actor.person_id
+        theirs = or_(Person.caseworker_id == actor.person_id, Person.caseworker_id.is_(None))
         query = query.where(or_(mine, and_(Case.claimed_by.is_(None), or_(alerted, theirs))))
     lines = []
     for case, member in (await session.execute(query.order_by(Case.created_at).limit(50))).all():

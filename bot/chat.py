@@ -1,11 +1,20 @@
-"""The chat that clears itself: every message between a member and the bot, both sides, is
-deleted after the member's delay (default SAFERELAY_CLEAR_AFTER_MINUTES), or at once on a
-quick exit.
+"""Chats that clear themselves, and their upkeep.
 
-Pending deletions live in the database (``chat_messages``), so a restart still performs
-them on time, or at once when overdue. Telegram lets a bot delete messages in a private chat
-only within 48 hours, so no timer may exceed that: delays are capped at 47 hours, and a
-deletion that is still failing past 48 hours is dropped (it can no longer succeed).
+Every message between a person and the bot, both sides, is deleted after a delay: a member's
+own delay (default SAFERELAY_CLEAR_AFTER_MINUTES, chosen in /settings), or for staff
+SAFERELAY_STAFF_CLEAR_AFTER_HOURS (a lost work phone shows at most that much of what members
+said). A quick exit, a revocation or an erasure makes everything due at once.
+
+Pending deletions live in the database (``chat_messages``), so a restart still performs them
+on time, or at once when overdue. Telegram lets a bot delete messages in a private chat only
+within 48 hours, so no delay may exceed 47 hours; a message that could not be deleted in
+time is edited to a neutral stub instead when it is the bot's own (what a person typed can
+only be deleted).
+
+Revoked and erased people are cleared too: their chat is found from the sealed reference
+their row keeps, whatever their status. The same upkeep keeps each chat's command menu in
+line with the database (bot/menus.py), and deletes an erased member's row only once their
+chat is clear -- the list of what to delete is never lost before the deletions succeed.
 """
 
 from __future__ import annotations
@@ -13,52 +22,85 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import and_, delete, exists, func, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from telegram import Bot
+from telegram import Bot, BotCommand, BotCommandScopeChat
 from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
 
+from bot import activity
 from bot.core import Core
+from bot.i18n import t
 from bot.limits import backoff
-from bot.people import chat_id_of
-from storage.models import ChatMessage, Person, Role, new_id, utcnow
+from bot.menus import commands_for, menu_key
+from bot.people import chat_ref_of
+from bot.settings import Settings
+from storage.models import ChatMessage, OutboxItem, Person, Role, new_id, utcnow
 
 log = logging.getLogger(__name__)
 
 CLEAR_CHOICES = (2, 10, 60, 24 * 60)  # minutes, offered in /settings
 TELEGRAM_DELETE_WINDOW = timedelta(hours=48)
 MAX_DELAY = timedelta(hours=47)
+# Past this age a deletion is no longer attempted: the bot's own message becomes a stub.
+STUB_AFTER = TELEGRAM_DELETE_WINDOW - timedelta(minutes=30)
 DELETE_BATCH = 100  # deleteMessages takes at most 100 ids
+STUB_KEY = "cleared_stub"
 
 
-def clear_delay(person: Person | None, default_minutes: float) -> timedelta:
+@dataclass(frozen=True, slots=True)
+class About:
+    """What a message in a staff chat is about: makes a reply to it routable, proves that
+    its reader was told about the request, and lets an erasure find it."""
+
+    member_id: str
+    case_id: str | None
+    kind: str  # "alert" | "relay" | "checkin" | "list" | "reply" | "invite"
+
+
+def clear_delay(person: Person | None, settings: Settings) -> timedelta:
+    """How long a message stays in this person's chat."""
+    if person is not None and person.role != Role.MEMBER.value:
+        return min(timedelta(hours=settings.staff_clear_after_hours), MAX_DELAY)
     minutes = (
-        person.clear_after_minutes if person and person.clear_after_minutes else default_minutes
+        person.clear_after_minutes
+        if person is not None and person.clear_after_minutes
+        else settings.clear_after_minutes
     )
     return min(timedelta(minutes=minutes), MAX_DELAY)
 
 
 async def remember(
     session: AsyncSession,
+    settings: Settings,
     person_id: str,
     message_ids: Iterable[int],
-    default_minutes: float,
     *,
     now: datetime | None = None,
     at_once: bool = False,
+    outgoing: bool = True,
+    about: About | None = None,
+    until: datetime | None = None,
 ) -> None:
-    """Schedule deletion of these messages in a member's chat (staff chats are left alone)."""
-    ids = list(message_ids)
+    """Schedule deletion of these messages in someone's chat.
+
+    ``at_once`` makes them due now; ``until`` brings the deletion forward to that moment if
+    it is sooner (an invite link goes when the invite expires); ``about`` links a staff copy
+    to the member and request it is about. A message already scheduled (an edit keeps its
+    id) is updated, never added twice.
+    """
+    ids = list(dict.fromkeys(message_ids))
     if not ids:
         return
     person = await session.get(Person, person_id)
-    if person is None or person.role != Role.MEMBER.value:
+    if person is None:
         return
     now = now or utcnow()
-    delete_at = now if at_once else now + clear_delay(person, default_minutes)
-    # An edited message keeps its id: remembering it again must not add a second row.
+    delete_at = now if at_once else now + clear_delay(person, settings)
+    if until is not None:
+        delete_at = min(delete_at, max(until, now))
     known = set(
         await session.scalars(
             select(ChatMessage.message_id).where(
@@ -66,25 +108,55 @@ async def remember(
             )
         )
     )
-    if known and at_once:  # already scheduled for later: bring it forward
+    if known:
+        values: dict[str, object] = {
+            "delete_at": func.min(ChatMessage.delete_at, delete_at)
+            if session.get_bind().dialect.name == "sqlite"
+            else func.least(ChatMessage.delete_at, delete_at)
+        }
+        if about is not None:
+            values |= {
+                "about_member_id": about.member_id,
+                "case_id": about.case_id,
+                "kind": about.kind,
+            }
         await session.execute(
             update(ChatMessage)
             .where(ChatMessage.person_id == person_id, ChatMessage.message_id.in_(known))
-            .values(delete_at=delete_at)
+            .values(**values)
         )
     session.add_all(
         ChatMessage(
-            id=new_id(), person_id=person_id, message_id=m, sent_at=now, delete_at=delete_at
+            id=new_id(),
+            person_id=person_id,
+            message_id=m,
+            sent_at=now,
+            delete_at=delete_at,
+            outgoing=outgoing,
+            about_member_id=about.member_id if about else None,
+            case_id=about.case_id if about else None,
+            kind=about.kind if about else None,
         )
-        for m in dict.fromkeys(ids)
+        for m in ids
         if m not in known
     )
 
 
 async def clear_all_now(session: AsyncSession, person_id: str) -> None:
-    """Quick exit: everything still in the chat is due now."""
+    """Everything still in this person's chat is due now (quick exit, revocation, erasure)."""
     await session.execute(
         update(ChatMessage).where(ChatMessage.person_id == person_id).values(delete_at=utcnow())
+    )
+
+
+async def copy_about(session: AsyncSession, staff_id: str, message_id: int) -> ChatMessage | None:
+    """The staff copy behind a message in this staff member's chat, if it is about a member."""
+    return await session.scalar(
+        select(ChatMessage).where(
+            ChatMessage.person_id == staff_id,
+            ChatMessage.message_id == message_id,
+            ChatMessage.about_member_id.is_not(None),
+        )
     )
 
 
@@ -102,48 +174,125 @@ async def delete_due(core: Core, bot: Bot, *, person_id: str | None = None) -> i
         by_person: dict[str, list[ChatMessage]] = defaultdict(list)
         for row in due:
             by_person[row.person_id].append(row)
-        chats = {p: await chat_id_of(session, core.secrets, p) for p in by_person}
+        chats = {p: await chat_ref_of(session, core.secrets, p) for p in by_person}
     deleted = 0
     for person, rows in by_person.items():
-        chat_id = chats[person]
+        chat = chats[person]
         done: list[str] = []
-        retry: list[str] = []
-        for start in range(0, len(rows), DELETE_BATCH):
-            batch = rows[start : start + DELETE_BATCH]
-            if chat_id is None:  # revoked since: nothing can be done through the bot
-                done += [r.id for r in batch]
-                continue
-            try:
-                await bot.delete_messages(chat_id, [r.message_id for r in batch])
-                done += [r.id for r in batch]
-                deleted += len(batch)
-            except (BadRequest, Forbidden) as exc:
-                # Already gone, too old, or the member blocked the bot: nothing to retry.
-                log.info("chat deletion not possible: %s", type(exc).__name__)
-                done += [r.id for r in batch]
-            except RetryAfter:
-                retry += [r.id for r in rows[start:]]
-                break
-            except TelegramError as exc:
-                log.warning("chat deletion failed, will retry: %s", type(exc).__name__)
-                retry += [r.id for r in batch]
+        retry: list[ChatMessage] = []
+        if chat is None:  # the row is gone: nothing can be done through the bot
+            done = [r.id for r in rows]
+        else:
+            chat_id, language = chat
+            stale = [r for r in rows if r.sent_at < now - STUB_AFTER]
+            fresh = [r for r in rows if r.sent_at >= now - STUB_AFTER]
+            done += await _stub(bot, chat_id, language, stale)
+            ok, failed = await _delete(bot, chat_id, fresh)
+            done += [r.id for r in ok]
+            deleted += len(ok)
+            retry += failed
         async with core.sessions() as session, session.begin():
             if done:
                 await session.execute(delete(ChatMessage).where(ChatMessage.id.in_(done)))
             if retry:
                 await session.execute(
                     update(ChatMessage)
-                    .where(ChatMessage.id.in_(retry))
+                    .where(ChatMessage.id.in_([r.id for r in retry]))
                     .values(
-                        delete_at=now + timedelta(seconds=backoff(max(r.attempts for r in rows))),
+                        delete_at=now + timedelta(seconds=backoff(max(r.attempts for r in retry))),
                         attempts=ChatMessage.attempts + 1,
                     )
                 )
-                # Past Telegram's window a deletion can never succeed: stop trying.
-                await session.execute(
-                    delete(ChatMessage).where(
-                        ChatMessage.id.in_(retry),
-                        ChatMessage.sent_at < now - TELEGRAM_DELETE_WINDOW,
+    return deleted
+
+
+async def _delete(
+    bot: Bot, chat_id: int, rows: list[ChatMessage]
+) -> tuple[list[ChatMessage], list[ChatMessage]]:
+    """(deleted or gone, to retry)."""
+    done: list[ChatMessage] = []
+    for start in range(0, len(rows), DELETE_BATCH):
+        batch = rows[start : start + DELETE_BATCH]
+        try:
+            await bot.delete_messages(chat_id, [r.message_id for r in batch])
+            activity.count("chat messages cleared", len(batch))
+            done += batch
+        except (BadRequest, Forbidden):
+            # Already gone, or the person blocked the bot: nothing to retry. Counted, not
+            # logged: a dated line per chat would mark the moments people used the bot.
+            activity.count("chat clears failed", len(batch))
+            done += batch
+        except RetryAfter:
+            return done, rows[start:]
+        except TelegramError as exc:
+            log.warning("chat deletion failed, will retry: %s", type(exc).__name__)
+            return done, rows[start:]
+    return done, []
+
+
+async def _stub(bot: Bot, chat_id: int, language: str, rows: list[ChatMessage]) -> list[str]:
+    """Past Telegram's window: edit the bot's own messages to a neutral stub (what a person
+    typed cannot be edited by the bot, and can no longer be deleted). Returns the rows done
+    with: one attempt each, since nothing later can do better."""
+    for row in rows:
+        if not row.outgoing:
+            continue
+        try:
+            await bot.edit_message_text(t(language, STUB_KEY), chat_id, row.message_id)
+            activity.count("chat messages cleared")
+        except TelegramError:
+            activity.count("chat clears failed")
+    return [r.id for r in rows]
+
+
+async def tidy_people(core: Core, bot: Bot) -> None:
+    """Keep command menus in line with the database, and delete erased members whose chat
+    is clear. Failures wait for the next run."""
+    async with core.sessions() as session:
+        wanted_menu = Person.role + literal(":") + Person.language
+        stale_menus = list(
+            await session.scalars(
+                select(Person)
+                .where(
+                    or_(
+                        and_(
+                            Person.revoked_at.is_(None),
+                            or_(Person.menu.is_(None), Person.menu != wanted_menu),
+                        ),
+                        and_(Person.revoked_at.is_not(None), Person.menu.is_not(None)),
                     )
                 )
-    return deleted
+                .limit(200)
+            )
+        )
+        chats = {p.id: await chat_ref_of(session, core.secrets, p.id) for p in stale_menus}
+    for person in stale_menus:
+        chat = chats.get(person.id)
+        if chat is None:
+            continue
+        scope = BotCommandScopeChat(chat[0])
+        try:
+            if person.revoked_at is None:
+                commands = commands_for(Role(person.role), person.language)
+                await bot.set_my_commands([BotCommand(c, d) for c, d in commands], scope=scope)
+                menu: str | None = menu_key(person.role, person.language)
+            else:
+                await bot.delete_my_commands(scope=scope)
+                menu = None
+        except (BadRequest, Forbidden):
+            # The chat is gone or blocked the bot: there is nothing to keep in line.
+            menu = None if person.revoked_at is not None else menu_key(person.role, person.language)
+        except TelegramError as exc:
+            log.warning("chat menu not changed, will retry: %s", type(exc).__name__)
+            continue
+        async with core.sessions() as session, session.begin():
+            await session.execute(update(Person).where(Person.id == person.id).values(menu=menu))
+    async with core.sessions() as session, session.begin():
+        await session.execute(
+            delete(Person).where(
+                Person.erased.is_(True),
+                Person.menu.is_(None),
+                ~exists().where(ChatMessage.person_id == Person.id),
+                ~exists().where(OutboxItem.recipient_id == Person.id),
+            )
+        )

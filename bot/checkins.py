@@ -14,15 +14,16 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.alerts import recipients_for, reply_button
-from bot.delivery import Link, Outgoing, enqueue
+from bot.chat import About
+from bot.delivery import Outgoing, enqueue
 from bot.i18n import t
 from crypto.boxes import RecordPlace, TeamOpener, TeamSealer
 from crypto.keystore import ServerSecrets
-from storage.models import CheckIn, new_id, utcnow
+from storage.models import CheckIn, day, new_id, utcnow
 
 HEALTH_SCALE = range(1, 6)  # 1 = extremely unhealthy ... 5 = extremely healthy
 NOTE_LIMIT = 1000
-PAYLOAD_VERSION = 1
+CHECKIN_TAG = b"C2"  # payload format 2: fixed width
 
 
 class InvalidAnswer(ValueError):
@@ -51,20 +52,28 @@ class CheckInAnswers:
         return self.health <= 2 or self.threat or self.note is not None
 
     def to_bytes(self) -> bytes:
-        payload = {
-            "v": PAYLOAD_VERSION,
-            "health": self.health,
-            "threat": self.threat,
-            "note": self.note,
-        }
-        return json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        """Fixed width where the member chose from buttons: ``C2`` | health | threat | note.
+
+        Every check-in encodes its choices in the same number of bytes, and the envelope pads
+        the whole to a 256-byte bucket, so no answer changes a ciphertext's length.
+        """
+        note = (self.note or "").encode("utf-8")
+        return (
+            CHECKIN_TAG + bytes((self.health, int(self.threat), int(self.note is not None))) + note
+        )
 
     @classmethod
     def from_bytes(cls, data: bytes) -> CheckInAnswers:
-        payload = json.loads(data)
-        if payload.get("v") != PAYLOAD_VERSION:
+        if data.startswith(b"{"):  # version 1: JSON, written before fixed-width encoding
+            payload = json.loads(data)
+            if payload.get("v") != 1:
+                raise InvalidAnswer("unknown check-in payload version")
+            return cls(health=payload["health"], threat=payload["threat"], note=payload["note"])
+        if not data.startswith(CHECKIN_TAG) or len(data) < len(CHECKIN_TAG) + 3:
             raise InvalidAnswer("unknown check-in payload version")
-        return cls(health=payload["health"], threat=payload["threat"], note=payload["note"])
+        health, threat, has_note = data[2:5]
+        note = data[5:].decode("utf-8") if has_note else None
+        return cls(health=health, threat=bool(threat), note=note)
 
 
 def sealed_place(checkin_id: str) -> RecordPlace:
@@ -85,7 +94,8 @@ async def record_checkin(
         CheckIn(
             id=checkin_id,
             person_id=person_id,
-            created_at=at or utcnow(),
+            # The day only: reports count by month at the finest (README, timestamps).
+            created_at=day(at or utcnow()),
             sealed=sealer.seal(answers.to_bytes(), sealed_place(checkin_id)),
         )
     )
@@ -131,6 +141,6 @@ async def submit_checkin(
             session,
             keys,
             staff.id,
-            Outgoing("\n".join(lines), reply_button(lang), link=Link(member.id, None, "checkin")),
+            Outgoing("\n".join(lines), reply_button(lang), link=About(member.id, None, "checkin")),
         )
     return checkin_id

@@ -12,6 +12,10 @@ transaction, so the message exists exactly when the event that caused it does. T
 - marking the item failed on 403 (the person blocked the bot) and telling whoever the
   message was sent for.
 
+Most urgent first: a duress signal or a first alert about a "right now" request
+(``PRIORITY_URGENT``) goes before the re-alert of an unclaimed one (``PRIORITY_ESCALATION``,
+collapsed to one waiting per request and reader), which goes before ordinary messages.
+
 A row is deleted only after Telegram accepted the message, so a crash between the send and
 the delete re-sends it once on restart: at most one duplicate per crash, never a loss.
 """
@@ -24,7 +28,7 @@ import json
 import logging
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -33,7 +37,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
 from telegram.error import BadRequest, Forbidden, InvalidToken, RetryAfter, TelegramError
 
-from bot.chat import remember
+from bot import activity
+from bot.chat import About, remember
 from bot.core import Core
 from bot.i18n import t
 from bot.limits import MAX_BACKOFF_SECONDS, backoff
@@ -41,22 +46,15 @@ from bot.people import chat_id_of
 from crypto.boxes import RecordPlace
 from crypto.keystore import ServerSecrets
 from storage import outbox as queue
-from storage.models import Delivered, OutboxItem, Person, new_id, utcnow
+from storage.models import OutboxItem, Person, new_id, utcnow
 
 log = logging.getLogger(__name__)
 
-PRIORITY_URGENT = 0
-PRIORITY_NORMAL = 1
+PRIORITY_URGENT = 0  # duress, first alerts of "right now" requests
+PRIORITY_ESCALATION = 1  # re-alerts of urgent requests nobody claimed
+PRIORITY_NORMAL = 2  # alerts, relayed messages, replies
+PRIORITY_BULK = 3  # broadcasts, prompts
 PAYLOAD_VERSION = 1
-
-
-@dataclass(frozen=True)
-class Link:
-    """Recorded when a message to staff is delivered: makes a reply routable."""
-
-    member_id: str
-    case_id: str | None
-    kind: str  # "alert" | "relay" | "checkin"
 
 
 @dataclass(frozen=True)
@@ -73,7 +71,7 @@ class Outgoing:
     text: str
     buttons: Sequence[Sequence[tuple[str, str]]] = ()
     edit_message_id: int | None = None
-    link: Link | None = None
+    link: About | None = None
     on_failure: FailureNotice | None = None
     priority: int = PRIORITY_NORMAL
 
@@ -100,7 +98,7 @@ class Outgoing:
             text=payload["text"],
             buttons=[[(label, data) for label, data in row] for row in payload["buttons"]],
             edit_message_id=payload["edit"],
-            link=Link(**payload["link"]) if payload["link"] else None,
+            link=About(**payload["link"]) if payload["link"] else None,
             on_failure=FailureNotice(**payload["on_failure"]) if payload["on_failure"] else None,
             priority=priority,
         )
@@ -128,9 +126,12 @@ def enqueue(
     *,
     due_at: datetime | None = None,
     about: str | None = None,
+    collapse_key: str | None = None,
 ) -> str:
     """Queue ``message`` for ``recipient_id`` in the caller's transaction. ``about`` (by
-    default the linked member) ties the item to a member, so erasing them removes it."""
+    default the linked member) ties the item to a member, so erasing them removes it;
+    ``collapse_key`` lets a later message replace this one while it waits
+    (storage.outbox.drop_collapsed)."""
     item_id = new_id()
     now = utcnow()
     session.add(
@@ -142,6 +143,7 @@ def enqueue(
             due_at=due_at or now,
             payload=keys.server_box.seal(message.to_bytes(), payload_place(item_id)),
             about_member_id=about or (message.link.member_id if message.link else None),
+            collapse_key=collapse_key,
         )
     )
     return item_id
@@ -164,6 +166,7 @@ class Sender:
         per_chat_interval: float = 1.0,
         concurrency: int = 8,
         idle_poll: float = 5.0,
+        scrub: Callable[[], None] = lambda: None,
     ) -> None:
         self._core = core
         self._bot = bot
@@ -179,6 +182,7 @@ class Sender:
         self._chat_ready: dict[int, float] = {}  # in memory only: chat ids never hit disk
         self._in_flight: dict[str, int] = {}  # outbox item id -> chat id
         self._tasks: set[asyncio.Task[None]] = set()
+        self._scrub = scrub
         self.sent = 0
         self.failed = 0
 
@@ -277,6 +281,9 @@ class Sender:
             log.error("outbox delivery step failed: %s", type(exc).__name__, exc_info=exc)
         finally:
             self._in_flight.pop(item.id, None)
+            # A sent or failed item's readable text left the table: have the WAL forget
+            # it too (debounced by the scrubber).
+            self._scrub()
 
     async def _deliver_one(self, item: OutboxItem, chat_id: int) -> None:
         core = self._core
@@ -319,24 +326,16 @@ class Sender:
             async with core.sessions() as session, session.begin():
                 await queue.remove(session, item.id)
                 if sent_message_id is not None:
-                    # A member's chat clears itself; staff chats are left alone.
+                    # Every chat clears itself; a staff copy remembers whom it is about.
                     await remember(
                         session,
+                        core.settings,
                         item.recipient_id,
                         [sent_message_id],
-                        core.settings.clear_after_minutes,
-                    )
-                if message.link is not None and sent_message_id is not None:
-                    session.add(
-                        Delivered(
-                            staff_id=item.recipient_id,
-                            message_id=sent_message_id,
-                            member_id=message.link.member_id,
-                            case_id=message.link.case_id,
-                            kind=message.link.kind,
-                        )
+                        about=message.link,
                     )
             self.sent += 1
+            activity.count("messages sent")
 
     async def _send(self, chat_id: int, message: Outgoing) -> int | None:
         if message.edit_message_id is not None:
@@ -359,7 +358,7 @@ class Sender:
 
     async def _fail(self, item: OutboxItem, message: Outgoing, error: str) -> None:
         core = self._core
-        log.warning("outbox item failed for good: %s", error)
+        activity.count("sends failed")
         async with core.sessions() as session, session.begin():
             await queue.mark_failed(session, item.id, error)
             notice = message.on_failure

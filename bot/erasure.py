@@ -1,22 +1,43 @@
 """Erasure: a member who leaves takes everything the organisation holds about them.
 
-What goes: their row, and by cascade their check-ins, requests, messages, delivered-message
-links, pending chat deletions, and every queued message to them or about them. What stays:
-one anonymous count per year. Staff copies of alerts about them are rewritten to "a member
-left". The write-ahead log is then checkpointed and truncated so no old page lingers there
-(deleted rows are already zeroed in the main file by secure_delete).
+In one transaction: their check-ins, requests, messages and every queued message to them or
+about them are deleted; staff copies of what they said become a neutral stub ("a member
+left") in the chats of active staff, and are deleted at once from revoked staff's chats
+(and staff's own replies to them, which the bot cannot edit, are deleted everywhere);
+everything in the member's own chat is due for deletion now. Their row is reduced to what
+that deletion needs -- the sealed chat reference -- with a random lookup and pseudonym, so
+it matches no one; the chat upkeep (bot/chat.py) deletes it once their chat and command
+menu are clear. So the list of what to delete is never lost before the deletions succeed.
+
+What stays: one anonymous count per year. Deleted rows are zeroed (SQLite secure_delete)
+and the write-ahead log is truncated (storage.scrub).
 """
 
 from __future__ import annotations
 
-from sqlalchemy import select, text
+import secrets
+
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.chat import clear_all_now
 from bot.delivery import Outgoing, enqueue
 from bot.i18n import t
-from bot.people import active_person, chat_id_of
+from bot.people import active_person
 from crypto.keystore import ServerSecrets
-from storage.models import ChatMessage, Delivered, Person, Role, Tally, utcnow
+from storage.models import (
+    Case,
+    ChatMessage,
+    CheckIn,
+    Note,
+    OutboxItem,
+    Person,
+    Role,
+    Tally,
+    day,
+    utcnow,
+    word_filler,
+)
 
 
 async def bump_tally(session: AsyncSession, period: str, name: str, by: float = 1) -> None:
@@ -27,42 +48,62 @@ async def bump_tally(session: AsyncSession, period: str, name: str, by: float = 
         tally.value += by
 
 
-async def erase_member(
-    session: AsyncSession, keys: ServerSecrets, member_id: str
-) -> tuple[int | None, list[int]] | None:
-    """Erase a member. Returns their chat id and the message ids still in their chat (so the
-    caller can clear it), or None if there is no such member."""
+async def erase_member(session: AsyncSession, keys: ServerSecrets, member_id: str) -> bool:
+    """Erase a member (active or revoked). False if there is no such member."""
     member = await session.get(Person, member_id)
-    if member is None or member.role != Role.MEMBER.value:
-        return None
-    chat_id = await chat_id_of(session, keys, member_id)
-    in_chat = list(
-        await session.scalars(
-            select(ChatMessage.message_id).where(ChatMessage.person_id == member_id)
+    if member is None or member.role != Role.MEMBER.value or member.erased:
+        return False
+    now = utcnow()
+    await _clear_staff_copies(session, keys, member)
+    for model, column in (
+        (CheckIn, CheckIn.person_id),
+        (Case, Case.member_id),
+        (Note, Note.member_id),
+    ):
+        await session.execute(delete(model).where(column == member_id))
+    await session.execute(
+        delete(OutboxItem).where(
+            (OutboxItem.recipient_id == member_id) | (OutboxItem.about_member_id == member_id)
         )
     )
-    # Staff who hold alerts or messages about them see only that a member left.
+    await clear_all_now(session, member_id)
+    # Only the sealed chat reference and language stay, for the deletion to come.
+    member.erased = True
+    member.revoked_at = member.revoked_at or day(now)
+    member.tg_lookup = secrets.token_bytes(32)
+    member.pseudonym = f"erased {member_id}"
+    member.caseworker_id = None
+    member.invited_by = None
+    member.clear_after_minutes = None
+    member.code_word, member.duress_word = word_filler(), word_filler()
+    await bump_tally(session, str(now.year), "members_erased")
+    return True
+
+
+async def _clear_staff_copies(session: AsyncSession, keys: ServerSecrets, member: Person) -> None:
+    """Staff who hold alerts or messages about the member see only that a member left."""
     told: set[str] = set()
-    for copy in await session.scalars(select(Delivered).where(Delivered.member_id == member_id)):
-        staff = await active_person(session, copy.staff_id)
-        if staff is None:
-            continue
-        enqueue(
-            session,
-            keys,
-            staff.id,
-            Outgoing(t(staff.language, "member_left"), edit_message_id=copy.message_id),
-        )
-        told.add(staff.id)
+    copies = list(
+        await session.scalars(select(ChatMessage).where(ChatMessage.about_member_id == member.id))
+    )
+    for copy in copies:
+        staff = await active_person(session, copy.person_id)
+        if staff is not None and copy.outgoing:
+            enqueue(
+                session,
+                keys,
+                staff.id,
+                Outgoing(t(staff.language, "member_left"), edit_message_id=copy.message_id),
+            )
+            told.add(staff.id)
+        else:
+            # What staff typed to them (the bot cannot edit it), or a revoked staff chat.
+            copy.delete_at = utcnow()
+    await session.execute(
+        update(ChatMessage)
+        .where(ChatMessage.about_member_id == member.id)
+        .values(about_member_id=None, case_id=None, kind=None)
+    )
     caseworker = await active_person(session, member.caseworker_id)
     if caseworker is not None and caseworker.id not in told:
         enqueue(session, keys, caseworker.id, Outgoing(t(caseworker.language, "member_left")))
-    await session.delete(member)
-    await bump_tally(session, str(utcnow().year), "members_erased")
-    return chat_id, in_chat
-
-
-async def checkpoint(session: AsyncSession) -> None:
-    """Fold the write-ahead log into the main file and truncate it (SQLite only)."""
-    if session.get_bind().dialect.name == "sqlite":
-        await session.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))

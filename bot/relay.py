@@ -10,16 +10,17 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.alerts import recipients_for, reply_button
-from bot.delivery import FailureNotice, Link, Outgoing, enqueue
+from bot.chat import About, copy_about, remember
+from bot.delivery import FailureNotice, Outgoing, enqueue
 from bot.i18n import t
 from bot.people import Actor, active_person
+from bot.settings import Settings
 from crypto.boxes import RecordPlace
 from crypto.keystore import ServerSecrets
-from storage.models import Case, Delivered, Note, new_id
+from storage.models import Case, ChatMessage, Note, Person, new_id
 
 TEXT_LIMIT = 2000
 
@@ -73,7 +74,7 @@ async def relay_from_member(
             Outgoing(
                 body,
                 reply_button(staff.language),
-                link=Link(member.id, None, "relay"),
+                link=About(member.id, None, "relay"),
                 on_failure=notice,
             ),
         )
@@ -93,25 +94,33 @@ class ReplyResult:
     pseudonym: str | None = None
 
 
-async def delivered_to(session: AsyncSession, staff_id: str, message_id: int) -> Delivered | None:
-    """The member behind a message in this staff member's chat, if it was ours to them."""
-    return await session.scalar(
-        select(Delivered).where(Delivered.staff_id == staff_id, Delivered.message_id == message_id)
-    )
-
-
 async def reply_to_member(
-    session: AsyncSession, keys: ServerSecrets, actor: Actor, delivered_id: str, text: str
+    session: AsyncSession,
+    keys: ServerSecrets,
+    settings: Settings,
+    actor: Actor,
+    copy_id: str,
+    text: str,
+    *,
+    message_id: int | None = None,
 ) -> ReplyResult:
-    """Send a staff member's answer to the member behind one of their alerts."""
-    delivered = await session.get(Delivered, delivered_id)
-    if delivered is None or delivered.staff_id != actor.person_id or not actor.is_staff:
+    """Send a staff member's answer to the member behind one of the copies in their chat
+    (an alert, a relayed message, a /cases entry). ``message_id`` is the staff member's own
+    message: it is linked to the member too, so an erasure removes it from their chat."""
+    copy = await session.get(ChatMessage, copy_id)
+    if (
+        copy is None
+        or copy.person_id != actor.person_id
+        or copy.about_member_id is None
+        or not actor.is_staff
+    ):
         return ReplyResult(ReplyOutcome.UNKNOWN)
-    member = await active_person(session, delivered.member_id)
+    member = await active_person(session, copy.about_member_id)
     if member is None:
-        return ReplyResult(ReplyOutcome.GONE, "?")
-    if delivered.case_id is not None and not actor.is_admin:
-        case = await session.get(Case, delivered.case_id)
+        gone = await session.get(Person, copy.about_member_id)
+        return ReplyResult(ReplyOutcome.GONE, gone.pseudonym if gone and not gone.erased else None)
+    if copy.case_id is not None and not actor.is_admin:
+        case = await session.get(Case, copy.case_id)
         if case is not None and case.claimed_by not in (None, actor.person_id):
             return ReplyResult(ReplyOutcome.TAKEN, member.pseudonym)
     _store_note(
@@ -120,7 +129,7 @@ async def reply_to_member(
         member_id=member.id,
         staff_id=actor.person_id,
         from_member=False,
-        case_id=delivered.case_id,
+        case_id=copy.case_id,
         text=text,
     )
     enqueue(
@@ -134,36 +143,47 @@ async def reply_to_member(
             ),
         ),
     )
+    if message_id is not None:
+        await remember(
+            session,
+            settings,
+            actor.person_id,
+            [message_id],
+            outgoing=False,
+            about=About(member.id, copy.case_id, "reply"),
+        )
     return ReplyResult(ReplyOutcome.SENT, member.pseudonym)
 
 
 @dataclass(frozen=True)
 class ReplyTarget:
-    delivered_id: str
-    pseudonym: str
+    copy_id: str
+    pseudonym: str | None  # None: the member was erased
+    reachable: bool
 
 
 async def reply_target(session: AsyncSession, staff_id: str, message_id: int) -> ReplyTarget | None:
-    """Who a Reply button or a Telegram reply in this staff member's chat would reach."""
-    delivered = await delivered_to(session, staff_id, message_id)
-    if delivered is None:
+    """Who a Reply button or a Telegram reply in this staff member's chat is about, and
+    whether they can still be reached (a revoked or erased member cannot)."""
+    copy = await copy_about(session, staff_id, message_id)
+    if copy is None or copy.about_member_id is None:
         return None
-    member = await active_person(session, delivered.member_id)
-    return ReplyTarget(delivered.id, member.pseudonym) if member is not None else None
+    member = await session.get(Person, copy.about_member_id)
+    if member is None or member.erased:
+        return ReplyTarget(copy.id, None, reachable=False)
+    return ReplyTarget(copy.id, member.pseudonym, reachable=member.revoked_at is None)
 
 
 async def remember_listing(
-    session: AsyncSession, staff_id: str, message_id: int, case_id: str
+    session: AsyncSession, settings: Settings, staff_id: str, message_id: int, case_id: str
 ) -> None:
     """A /cases entry can be answered like an alert: record which member it is about."""
     case = await session.get(Case, case_id)
     if case is not None:
-        session.add(
-            Delivered(
-                staff_id=staff_id,
-                message_id=message_id,
-                member_id=case.member_id,
-                case_id=case_id,
-                kind="list",
-            )
+        await remember(
+            session,
+            settings,
+            staff_id,
+            [message_id],
+            about=About(case.member_id, case_id, "list"),
         )

@@ -15,9 +15,14 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.erasure import bump_tally
-from storage.models import Case, CaseStatus, CheckIn, Note, utcnow
+from bot.people import EXPIRED_SHOWN
+from storage import outbox
+from storage.models import Case, CaseStatus, CheckIn, Invite, Note, utcnow
 
 MIN_GROUP = 5
+# A failed send was reported to whoever it was for when it failed; its row (no payload)
+# stays this long for an operator looking into it, then goes.
+FAILED_KEPT = timedelta(days=7)
 
 
 async def purge_old_records(session: AsyncSession, retention_days: int) -> int:
@@ -39,8 +44,10 @@ async def purge_old_records(session: AsyncSession, retention_days: int) -> int:
             await bump_tally(session, year, "checkins_purged", count)
         else:
             await bump_tally(session, "small-years", "checkins_purged", count)
-    purged = 0
+    now = utcnow()
+    purged = await outbox.purge_failed(session, now - FAILED_KEPT)
     for statement in (
+        delete(Invite).where(Invite.expires_at < now - EXPIRED_SHOWN),
         delete(CheckIn).where(CheckIn.created_at < cutoff),
         delete(Note).where(Note.created_at < cutoff),
         delete(Case).where(Case.created_at < cutoff, Case.status == CaseStatus.RESOLVED.value),

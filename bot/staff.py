@@ -1,15 +1,16 @@
-"""Staff administration: invites from Telegram and revoking people."""
+"""Staff administration: who may invite whom, and revoking people."""
 
 from __future__ import annotations
 
 import enum
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.people import Actor
+from bot.chat import clear_all_now
+from bot.people import Actor, expire_invites_of
 from storage import outbox
-from storage.models import Case, CaseStatus, Delivered, Person, Role, utcnow
+from storage.models import Case, CaseStatus, ChatMessage, Person, Role, day, utcnow
 
 
 def may_invite(actor: Actor, role: Role) -> bool:
@@ -28,17 +29,22 @@ class RevokeOutcome(enum.Enum):
 async def revoke(session: AsyncSession, actor: Actor, target: Person) -> RevokeOutcome:
     """Remove someone at once: from now on they are a stranger and receive nothing.
 
-    A caseworker's members lose their caseworker (their alerts go to everyone); the cases
-    they had claimed, and their members' unclaimed ones, are re-alerted to everyone at the
-    next sweep.
+    Everything they made or hold is cut: every invite they made is deleted (with its link
+    message), nothing more is queued for them, and everything still in their chat is due
+    for deletion now -- the chat upkeep clears it and their command menu even though they
+    are revoked. A caseworker's members lose their caseworker (their alerts go to everyone);
+    the cases they had claimed, and their members' unclaimed ones, are re-alerted to
+    everyone at the next sweep.
     """
     if not actor.is_admin:
         return RevokeOutcome.REFUSED
     if target.id == actor.person_id:
         return RevokeOutcome.SELF
     now = utcnow()
-    target.revoked_at = now
+    target.revoked_at = day(now)
     await outbox.drop_for_recipient(session, target.id)
+    await expire_invites_of(session, target.id)
+    await clear_all_now(session, target.id)
     if target.role != Role.MEMBER.value:
         # Their members' unclaimed requests may have been alerted to them alone.
         theirs = select(Person.id).where(Person.caseworker_id == target.id)
@@ -55,5 +61,10 @@ async def revoke(session: AsyncSession, actor: Actor, target: Person) -> RevokeO
             .where(Case.claimed_by == target.id, Case.status == CaseStatus.CLAIMED.value)
             .values(status=CaseStatus.OPEN.value, claimed_by=None, escalate_at=now)
         )
-        await session.execute(delete(Delivered).where(Delivered.staff_id == target.id))
+        # Their copies stop counting as "told about it" and stop routing replies.
+        await session.execute(
+            update(ChatMessage)
+            .where(ChatMessage.person_id == target.id)
+            .values(about_member_id=None, case_id=None)
+        )
     return RevokeOutcome.DONE

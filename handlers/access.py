@@ -2,25 +2,65 @@
 
 Who is writing is decided from the database by keyed hash, on every update. A stranger gets
 one neutral line whatever they send, the same for a wrong, used or expired invite, so the
-bot's answers reveal nothing about the organisation or whether an invite ever existed.
+bot's answers reveal nothing about the organisation or whether an invite ever existed --
+and at most once a day, sent in the background, so strangers (however many) cannot hold up
+the updates of enrolled members.
+
+A member's clear word and safety word are checked here, before the flood limit: a member
+in danger who has been typing fast still raises the alert.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import OrderedDict
 
 from telegram import Chat, MessageEntity, Update
 from telegram.ext import ApplicationHandlerStop
 
+from bot import activity
 from bot.chat import remember
+from bot.i18n import t
 from bot.limits import Verdict
 from bot.logs import remember_values
-from bot.people import find_actor
-from handlers.context import SafeContext
-from handlers.render import say
+from bot.people import Actor, find_actor
+from bot.safety import matches
+from crypto.words import could_be_word
+from handlers.context import STRANGERS_KEY, SafeContext
+from handlers.render import language_of, say
+from handlers.safety import AWAITING_WORD, act_on_word
 
 log = logging.getLogger(__name__)
+
+STRANGER_QUIET_SECONDS = 24 * 3600
+STRANGER_LINES_PER_MINUTE = 20
+STRANGERS_REMEMBERED = 50_000
+
+
+class StrangerDoor:
+    """Which strangers were answered lately, in memory only and only by keyed lookup (never
+    a Telegram id): each gets the neutral line at most once a day, and at most
+    ``STRANGER_LINES_PER_MINUTE`` are answered a minute overall -- past that, silence, which
+    tells a stranger nothing either."""
+
+    def __init__(self) -> None:
+        self._answered: OrderedDict[str, float] = OrderedDict()
+        self._minute: list[float] = []
+
+    def may_answer(self, key: str, now: float) -> bool:
+        last = self._answered.get(key)
+        if last is not None and now - last < STRANGER_QUIET_SECONDS:
+            return False
+        self._minute = [m for m in self._minute if now - m < 60.0]
+        if len(self._minute) >= STRANGER_LINES_PER_MINUTE:
+            return False
+        self._minute.append(now)
+        self._answered[key] = now
+        self._answered.move_to_end(key)
+        while len(self._answered) > STRANGERS_REMEMBERED:
+            self._answered.popitem(last=False)
+        return True
 
 
 def is_start_command(update: Update) -> bool:
@@ -81,43 +121,79 @@ async def _identify(update: Update, context: SafeContext) -> None:
         await query.answer()
         raise ApplicationHandlerStop
     core = context.core
+    activity.count("updates handled")
     remember_values(user.first_name, user.last_name, user.username)
     message = update.message
     if message is not None and message.text:
         remember_values(message.text)
     async with core.sessions() as session:
         context.actor = actor = await find_actor(session, core.secrets, user.id)
-        key = actor.person_id if actor else core.secrets.pepper.user_lookup(user.id).hex()
-        verdict = context.limiter.check(key, time.monotonic())
-    if actor is not None and actor.is_member and message is not None:
-        # Both sides of a member's chat clear themselves; revealing media goes at once.
-        at_once = any(getattr(message, kind, None) for kind in REVEALING)
+    now = time.monotonic()
+    if actor is None:
+        key = core.secrets.pepper.user_lookup(user.id).hex()
+        if is_start_command(update) and context.limiter.check(key, now) is Verdict.OK:
+            return  # the start handler tries the invite
+        answer_stranger(update, context)
+        raise ApplicationHandlerStop
+    if message is not None:
+        # Both sides of every chat clear themselves; revealing media goes at once.
+        at_once = actor.is_member and any(getattr(message, kind, None) for kind in REVEALING)
         async with core.sessions() as session, session.begin():
             await remember(
                 session,
+                core.settings,
                 actor.person_id,
                 [message.message_id],
-                core.settings.clear_after_minutes,
+                outgoing=False,
                 at_once=at_once,
             )
         if at_once:
             context.wake_cleaner()
+    await _check_words(update, context, actor, now)
+    verdict = context.limiter.check(actor.person_id, now)
     if verdict is not Verdict.OK:
-        if verdict is Verdict.FIRST_REFUSAL and actor is not None and update.message is not None:
+        if verdict is Verdict.FIRST_REFUSAL and update.message is not None:
             await say(update, context, "slow_down")
         elif update.callback_query is not None:
             await update.callback_query.answer()
-        log.info("flood limit reached")
         raise ApplicationHandlerStop
-    if actor is not None or is_start_command(update):
+
+
+async def _check_words(update: Update, context: SafeContext, actor: Actor, now: float) -> None:
+    """Before the flood limit: the clear word clears, the safety word alerts. Past the flood
+    limit a member still gets word checks, but only so many a minute (each costs one
+    Argon2id derivation): a phone stuck sending cannot hold everyone else up."""
+    message = update.message
+    if not actor.is_member or message is None or not message.text:
         return
-    await answer_stranger(update, context)
-    raise ApplicationHandlerStop
+    if context.user_data and context.user_data.get(AWAITING_WORD):
+        return  # this text is the new word itself
+    if not could_be_word(message.text):
+        return  # long messages are never derived
+    if context.word_limiter.check(actor.person_id, now) is not Verdict.OK:
+        return
+    context.word = await matches(context.core.secrets, actor, message.text)
+    if context.word is not None:
+        await act_on_word(update, context, context.word)
 
 
-async def answer_stranger(update: Update, context: SafeContext) -> None:
-    """The one neutral line, for every kind of update a stranger can send."""
-    if update.callback_query is not None:
-        await update.callback_query.answer()
-    if update.message is not None or update.callback_query is not None:
-        await say(update, context, "stranger")
+def answer_stranger(update: Update, context: SafeContext) -> None:
+    """The one neutral line, for every kind of update a stranger can send: at most once a
+    day each, and in the background, never holding up anyone else's update."""
+    user = update.effective_user
+    query = update.callback_query
+    if query is not None:
+        context.application.create_task(query.answer(), update=update)
+    if user is None or (update.message is None and query is None):
+        return
+    door = context.application.bot_data[STRANGERS_KEY]
+    key = context.core.secrets.pepper.user_lookup(user.id).hex()
+    if not door.may_answer(key, time.monotonic()):
+        return
+    chat = update.effective_chat
+    if chat is None:
+        return
+    text = t(language_of(update, context), "stranger")
+    context.application.create_task(
+        context.bot.send_message(chat.id, text, protect_content=True), update=update
+    )

@@ -46,14 +46,15 @@ async def start(update: Update, context: SafeContext) -> None:
             language=language_from_telegram(user.language_code),
         )
     if actor is None:
-        await answer_stranger(update, context)
+        answer_stranger(update, context)
         return
-    log.info("enrolled a new %s", actor.role.value)
     context.actor = actor
     async with core.sessions() as session, session.begin():
         await remember(
-            session, actor.person_id, [message.message_id], core.settings.clear_after_minutes
+            session, core.settings, actor.person_id, [message.message_id], outgoing=False
         )
+    # The link's message leaves its maker's chat, and the newcomer's menu is set.
+    context.wake_cleaner()
     await say(update, context, "language_prompt", language_keyboard())
 
 
@@ -69,6 +70,7 @@ async def choose_language(update: Update, context: SafeContext) -> None:
     await query.answer()
     first_time = not actor.language_chosen
     context.actor = actor = replace(actor, language=language, language_chosen=True)
+    context.wake_cleaner()  # the command menu follows the language
     await edit_pressed(query, t(language, "language_saved"))
     if not first_time:
         return
@@ -82,7 +84,7 @@ async def choose_language(update: Update, context: SafeContext) -> None:
         role = t(language, f"role_{actor.role.value}")
         await say(update, context, "staff_enrolled", role=role, pseudonym=actor.pseudonym)
         if actor.display_name is None:
-            await say(update, context, "staff_name_prompt")
+            await staff.ask_name(update, context)
         else:
             await staff.staff_help(update, context)
 
@@ -120,7 +122,8 @@ async def stale_button(update: Update, context: SafeContext) -> None:
 
 async def free_message(update: Update, context: SafeContext) -> None:
     """A message outside any flow: a member's goes to their caseworker, staff's is routed
-    as a reply; an unknown command is pointed at the menu."""
+    as a reply; an unknown command is pointed at the menu. An enrolment step left
+    unfinished (the language) is asked again, never fed by unrelated text."""
     message, actor = update.effective_message, context.require_actor()
     if message is not None and (message.text or "").startswith("/"):
         await say(update, context, "not_understood")
@@ -128,6 +131,8 @@ async def free_message(update: Update, context: SafeContext) -> None:
         await member.relay_message(update, context)
     else:
         await staff.staff_text(update, context)
+    if not actor.language_chosen and not actor.is_staff:
+        await say(update, context, "language_prompt", language_keyboard())
 
 
 async def on_error(update: object, context: SafeContext) -> None:

@@ -9,11 +9,15 @@ from telegram.ext import Application, CallbackContext, ExtBot
 from bot.core import Core
 from bot.limits import RateLimiter
 from bot.people import Actor
+from bot.safety import WordKind
 
 CORE_KEY = "core"
 SENDER_KEY = "sender"
 CLEANER_KEY = "cleaner"
 LIMITER_KEY = "limiter"
+SCRUBBER_KEY = "scrubber"
+STRANGERS_KEY = "strangers"
+WORD_LIMITER_KEY = "word_limiter"
 
 
 class SafeContext(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], dict[Any, Any]]):
@@ -28,6 +32,8 @@ class SafeContext(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], 
     ) -> None:
         super().__init__(application=application, chat_id=chat_id, user_id=user_id)
         self.actor: Actor | None = None
+        # Set by access control when the message was the member's clear or safety word.
+        self.word: WordKind | None = None
 
     @property
     def core(self) -> Core:
@@ -48,9 +54,24 @@ class SafeContext(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], 
         if wake is not None:
             wake()
 
+    def scrub(self) -> None:
+        """Readable text just left the database (a claim, an erasure): have the write-ahead
+        log forget it soon (bot/scrubber.py)."""
+        scrubber = self.application.bot_data.get(SCRUBBER_KEY)
+        if scrubber is not None:
+            scrubber.request()
+
     @property
     def limiter(self) -> RateLimiter:
         limiter = self.application.bot_data[LIMITER_KEY]
+        assert isinstance(limiter, RateLimiter)
+        return limiter
+
+    @property
+    def word_limiter(self) -> RateLimiter:
+        """How many messages a minute may be checked for a member's words: twice the flood
+        limit, so words still work past it, within bounds."""
+        limiter = self.application.bot_data[WORD_LIMITER_KEY]
         assert isinstance(limiter, RateLimiter)
         return limiter
 

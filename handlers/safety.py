@@ -1,9 +1,9 @@
 """Safety on the phone: quick exit, code and duress words, settings, erasure.
 
-The word checks run in group -1, after access control and before every flow, so a code
-word typed in the middle of a check-in clears the chat instead of becoming the note, and a
-duress word is noticed wherever it is typed -- while the flow itself goes on exactly as for
-any other message, so what the member sees is the same byte for byte.
+The word checks run in access control (handlers.access), before the flood limit and every
+flow, so a code word typed in the middle of a check-in clears the chat instead of becoming
+the note, and a duress word is noticed wherever it is typed -- while the flow itself goes on
+exactly as for any other message, so what the member sees is the same byte for byte.
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ from telegram.ext import (
 )
 
 from bot.chat import CLEAR_CHOICES, clear_all_now, delete_due, remember
-from bot.erasure import checkpoint, erase_member
+from bot.erasure import erase_member
 from bot.i18n import t
 from bot.people import find_by_name
-from bot.safety import WordKind, WordProblem, matches, raise_duress, set_clear_after, set_word
+from bot.safety import WordKind, WordProblem, raise_duress, set_clear_after, set_word
 from handlers.context import SafeContext
 from handlers.render import edit_pressed, keyboard, say
 
@@ -64,27 +64,34 @@ async def quick_exit(update: Update, context: SafeContext) -> None:
     async with core.sessions() as session, session.begin():
         await clear_all_now(session, actor.person_id)
     await delete_due(core, context.bot, person_id=actor.person_id)
-    log.info("quick exit")
     raise ApplicationHandlerStop
 
 
-async def check_words(update: Update, context: SafeContext) -> None:
-    """A member's code word clears the chat; a duress word quietly alerts staff."""
-    actor, core, message = context.require_actor(), context.core, update.effective_message
-    if not actor.is_member or message is None or not message.text:
+async def act_on_word(update: Update, context: SafeContext, word: WordKind) -> None:
+    """A member's code word clears the chat; a duress word quietly alerts staff (called by
+    access control, which recognised the word)."""
+    if word is WordKind.CODE:
+        await quick_exit(update, context)  # stops the update
         return
-    if context.user_data and context.user_data.get(AWAITING_WORD):
-        await _save_word(update, context, message.text)
-        raise ApplicationHandlerStop
-    kind = matches(core.secrets, actor, message.text.strip())
-    if kind is WordKind.CODE:
-        await quick_exit(update, context)
-    if kind is WordKind.DURESS:
-        async with core.sessions() as session, session.begin():
-            await raise_duress(session, core, actor.person_id)
-        context.wake_outbox()
-        log.info("duress signal")
-        # No stop: the message goes on to whatever would have handled it.
+    core = context.core
+    async with core.sessions() as session, session.begin():
+        await raise_duress(session, core, context.require_actor().person_id)
+    context.wake_outbox()
+    # No stop: the message goes on to whatever would have handled it.
+
+
+async def capture_word(update: Update, context: SafeContext) -> None:
+    """The text after "set a word" is the new word: keep it, never pass it on."""
+    message = update.effective_message
+    if (
+        message is None
+        or not message.text
+        or not context.user_data
+        or not context.user_data.get(AWAITING_WORD)
+    ):
+        return
+    await _save_word(update, context, message.text)
+    raise ApplicationHandlerStop
 
 
 async def show_settings(update: Update, context: SafeContext) -> None:
@@ -145,7 +152,11 @@ async def _save_word(update: Update, context: SafeContext, word: str) -> None:
     async with core.sessions() as session, session.begin():
         problem = await set_word(session, core.secrets, actor.person_id, kind, word)
         await remember(
-            session, actor.person_id, [m for m in on_screen if m is not None], 0, at_once=True
+            session,
+            core.settings,
+            actor.person_id,
+            [m for m in on_screen if m is not None],
+            at_once=True,
         )
     context.wake_cleaner()
     if problem is WordProblem.SAME_AS_OTHER:
@@ -164,11 +175,14 @@ async def ask_forget(update: Update, context: SafeContext) -> None:
         target, name = actor.person_id, None
     elif actor.is_admin and context.args:
         async with core.sessions() as session:
-            person = await find_by_name(session, core.secrets, " ".join(context.args))
-        if person is None or person.role != "member":
+            found = await find_by_name(
+                session, core.secrets, " ".join(context.args), include_revoked=True
+            )
+        members = [p for p in found if p.role == "member"]
+        if not members:
             await say(update, context, "revoke_unknown")
             return
-        target, name = person.id, person.pseudonym
+        target, name = members[0].id, members[0].pseudonym
     else:
         await say(update, context, "not_allowed" if actor.is_staff else "not_understood")
         return
@@ -201,29 +215,23 @@ async def confirm_forget(update: Update, context: SafeContext) -> None:
     end_flows(update, context)
     async with core.sessions() as session, session.begin():
         erased = await erase_member(session, core.secrets, target)
-    if erased is None:
+    if not erased:
         await say(update, context, "revoke_unknown")
         return
-    async with core.sessions() as session:
-        await checkpoint(session)
-    chat_id, message_ids = erased
     context.wake_outbox()
-    log.info("erased a member")
-    if chat_id is not None and message_ids:
-        try:
-            for start in range(0, len(message_ids), 100):
-                await context.bot.delete_messages(chat_id, message_ids[start : start + 100])
-        except Exception as exc:  # the rows are gone already; nothing to retry with
-            log.warning("could not clear an erased member's chat: %s", type(exc).__name__)
+    context.scrub()
     if target != actor.person_id:
         await say(update, context, "forget_done_admin")
+    # Their chat now, rather than at the next sweep; the row goes once it is clear.
+    await delete_due(core, context.bot, person_id=target)
+    context.wake_cleaner()
 
 
 def register(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
     app.add_handler(CommandHandler("clear", quick_exit), group=-1)
     app.add_handler(CallbackQueryHandler(quick_exit, pattern=r"^menu:clear$"), group=-1)
     app.add_handler(
-        MessageHandler(filters.UpdateType.MESSAGE & filters.TEXT & ~filters.COMMAND, check_words),
+        MessageHandler(filters.UpdateType.MESSAGE & filters.TEXT & ~filters.COMMAND, capture_word),
         group=-1,
     )
     app.add_handler(CommandHandler("settings", show_settings))

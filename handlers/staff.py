@@ -7,32 +7,46 @@ database; a member who types a staff command is answered as if it did not exist.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime
 
 from telegram import Message, Update
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler
 
 from bot import cases as case_service
 from bot.cases import Outcome
+from bot.chat import remember
 from bot.i18n import t
-from bot.people import DEFAULT_INVITE_HOURS, create_invite, find_by_name, set_display_name
+from bot.people import (
+    NameProblem,
+    active_person,
+    cancel_invite,
+    create_invite,
+    find_by_name,
+    invites_of,
+    set_display_name,
+    show_invite,
+    shown_name_of,
+)
 from bot.relay import (
     TEXT_LIMIT,
     ReplyOutcome,
-    delivered_to,
     remember_listing,
     reply_target,
     reply_to_member,
 )
 from bot.staff import RevokeOutcome, may_invite, revoke
 from handlers.context import SafeContext
-from handlers.render import edit_pressed, keyboard, say, send
+from handlers.render import edit_pressed, keyboard, language_keyboard, say, send
 from storage.models import Role, utcnow
 
 log = logging.getLogger(__name__)
 
 PENDING_REPLY = "reply_to"
-NAME_LIMIT = 32
+NAMING = "naming"
+
+
+def _when(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _is_staff(context: SafeContext) -> bool:
@@ -45,46 +59,110 @@ async def staff_help(update: Update, context: SafeContext) -> None:
 
 
 async def invite(update: Update, context: SafeContext) -> None:
-    """Create an invite link: members by any staff, staff by admins only."""
+    """Create an invite link: members by any staff, staff by admins only. The link's message
+    may be forwarded (it is meant for someone else) and leaves the chat when the invite is
+    used, cancelled or expires."""
     if not _is_staff(context):
         await say(update, context, "not_understood")
         return
-    actor = context.require_actor()
-    wanted = (context.args or ["member"])[0].lower()
-    role = Role(wanted) if wanted in {r.value for r in Role} else None
-    if role is None or not may_invite(actor, role):
+    actor, core = context.require_actor(), context.core
+    args = context.args or []
+    wanted = args[0].lower() if args else Role.MEMBER.value
+    role = Role(wanted) if wanted in {r.value for r in Role} and len(args) <= 1 else None
+    if role is None:
+        await say(update, context, "invite_usage_admin" if actor.is_admin else "invite_usage")
+        return
+    if not may_invite(actor, role):
         await say(update, context, "not_allowed")
         return
-    core = context.core
     async with core.sessions() as session, session.begin():
-        token = await create_invite(session, core.secrets, role, created_by=actor.person_id)
-    until = (utcnow() + timedelta(hours=DEFAULT_INVITE_HOURS)).strftime("%Y-%m-%d %H:%M UTC")
-    link = f"https://t.me/{context.bot.username}?start={token}"
-    role_name = t(actor.language, f"role_{role.value}")
-    await say(update, context, "invite_made", role=role_name, until=until, link=link)
+        made = await create_invite(session, core.secrets, role, created_by=actor.person_id)
+    link = f"https://t.me/{context.bot.username}?start={made.token}"
+    text = t(
+        actor.language,
+        "invite_made",
+        role=t(actor.language, f"role_{role.value}"),
+        until=_when(made.expires_at),
+        link=link,
+    )
+    message = await send(update, context, text, protect=False)
+    if message is None:
+        return
+    async with core.sessions() as session, session.begin():
+        await show_invite(session, made.invite_id, message.message_id)
+        await remember(
+            session, core.settings, actor.person_id, [message.message_id], until=made.expires_at
+        )
+
+
+async def list_invites(update: Update, context: SafeContext) -> None:
+    """/invites: one's own open invites, each with a Cancel button, and lately expired ones."""
+    if not _is_staff(context):
+        await say(update, context, "not_understood")
+        return
+    actor, core = context.require_actor(), context.core
+    lang = actor.language
+    async with core.sessions() as session:
+        invites = await invites_of(session, actor.person_id)
+    if not invites:
+        await say(update, context, "invites_none")
+        return
+    await say(update, context, "invites_title")
+    for open_invite in invites:
+        role = t(lang, f"role_{open_invite.role.value}")
+        when = _when(open_invite.expires_at)
+        if open_invite.expired:
+            await say(update, context, "invites_line_expired", role=role, until=when)
+            continue
+        rows = [[(t(lang, "btn_cancel_invite"), f"inv:cancel:{open_invite.invite_id}")]]
+        await say(update, context, "invites_line", keyboard(rows), role=role, until=when)
+
+
+async def cancel_invite_pressed(update: Update, context: SafeContext) -> None:
+    """Cancel button under one of one's own invites (checked in the database)."""
+    query = update.callback_query
+    if query is None or query.data is None:
+        return
+    actor, core = context.require_actor(), context.core
+    if not actor.is_staff:
+        await query.answer(t(actor.language, "stale_button"))
+        return
+    async with core.sessions() as session, session.begin():
+        cancelled = await cancel_invite(session, actor, query.data.rsplit(":", 1)[1])
+    context.wake_cleaner()
+    await query.answer(t(actor.language, "invite_cancelled" if cancelled else "stale_button"))
+    await edit_pressed(query, t(actor.language, "invite_cancelled"))
 
 
 async def set_name(update: Update, context: SafeContext) -> None:
-    """Ask for the name members see on replies."""
+    """/name: ask for the name members see on replies."""
     if not _is_staff(context):
         await say(update, context, "not_understood")
         return
+    await ask_name(update, context)
+
+
+async def ask_name(update: Update, context: SafeContext) -> None:
+    """The next plain text is the name (a reply to a member still goes to the member)."""
     if context.user_data is not None:
-        context.user_data["naming"] = True
+        context.user_data.pop(PENDING_REPLY, None)
+        context.user_data[NAMING] = True
     await say(update, context, "staff_name_prompt")
 
 
 async def save_name(update: Update, context: SafeContext, text: str) -> None:
     actor, core = context.require_actor(), context.core
-    name = " ".join(text.split())
-    if not 1 <= len(name) <= NAME_LIMIT or "\n" in text.strip():
+    async with core.sessions() as session, session.begin():
+        problem = await set_display_name(session, core.secrets, actor.person_id, text)
+    if problem is NameProblem.INVALID:
         await say(update, context, "staff_name_invalid")
         return
-    async with core.sessions() as session, session.begin():
-        await set_display_name(session, core.secrets, actor.person_id, name)
+    if problem is NameProblem.TAKEN:
+        await say(update, context, "staff_name_taken")
+        return
     if context.user_data is not None:
-        context.user_data.pop("naming", None)
-    await say(update, context, "staff_name_saved", name=name)
+        context.user_data.pop(NAMING, None)
+    await say(update, context, "staff_name_saved", name=" ".join(text.split()))
     if actor.display_name is None:
         await staff_help(update, context)
 
@@ -129,7 +207,7 @@ async def list_cases(update: Update, context: SafeContext) -> None:
 async def _remember(context: SafeContext, message: Message, case_id: str) -> None:
     core, actor = context.core, context.require_actor()
     async with core.sessions() as session, session.begin():
-        await remember_listing(session, actor.person_id, message.message_id, case_id)
+        await remember_listing(session, core.settings, actor.person_id, message.message_id, case_id)
 
 
 async def case_action(update: Update, context: SafeContext) -> None:
@@ -148,10 +226,10 @@ async def case_action(update: Update, context: SafeContext) -> None:
         else:
             result = await case_service.resolve_case(session, core.secrets, actor, case_id)
     context.wake_outbox()
+    context.scrub()  # a claim drops the member's words from the brief, a resolve the rest
     lang = actor.language
     if result.outcome is Outcome.REFUSED:
         await query.answer(t(lang, "not_allowed"), show_alert=True)
-        log.info("refused a case action")
         return
     if result.outcome is Outcome.TAKEN:
         await query.answer(t(lang, "claim_taken", name=result.other_name), show_alert=True)
@@ -192,53 +270,81 @@ async def start_reply(update: Update, context: SafeContext) -> None:
     if target is None:
         await query.answer(t(actor.language, "not_allowed"), show_alert=True)
         return
+    if not target.reachable:
+        gone = (
+            t(actor.language, "reply_gone", pseudonym=target.pseudonym)
+            if target.pseudonym
+            else t(actor.language, "reply_gone_member")
+        )
+        await query.answer(gone, show_alert=True)
+        return
     if context.user_data is not None:
-        context.user_data[PENDING_REPLY] = target.delivered_id
+        context.user_data.pop(NAMING, None)
+        context.user_data[PENDING_REPLY] = target.copy_id
     await query.answer()
     await say(update, context, "reply_prompt", pseudonym=target.pseudonym)
 
 
 async def staff_text(update: Update, context: SafeContext) -> None:
-    """Free text from staff: a reply to a member, their display name, or a hint."""
-    message, actor = update.effective_message, context.require_actor()
+    """Free text from staff, in this order: a reply to a member (a Telegram reply to one of
+    their messages, or after the Reply button) always goes to the member; otherwise an
+    unfinished enrolment step (language, then name) takes it or is asked again; otherwise a
+    hint on how to reply."""
+    message, actor, core = update.effective_message, context.require_actor(), context.core
     if message is None:
         return
     text = (message.text or "").strip()
     user_data = context.user_data if context.user_data is not None else {}
-    if text and (user_data.get("naming") or actor.display_name is None):
-        await save_name(update, context, text)
-        return
-    core = context.core
     target: str | None = None
     if message.reply_to_message is not None:
         async with core.sessions() as session:
-            delivered = await delivered_to(
+            found = await reply_target(
                 session, actor.person_id, message.reply_to_message.message_id
             )
-        target = delivered.id if delivered else None
-    elif PENDING_REPLY in user_data:
-        target = user_data[PENDING_REPLY]
-    if target is None or not text:
+        target = found.copy_id if found else None
+    elif not user_data.get(NAMING):
+        target = user_data.get(PENDING_REPLY)
+    if target is not None and text:
+        await _reply(update, context, target, text, message.message_id)
+    elif not actor.language_chosen:
+        await say(update, context, "language_prompt", language_keyboard())
+    elif text and user_data.get(NAMING):
+        await save_name(update, context, text)
+    elif actor.display_name is None:
+        await ask_name(update, context)
+    else:
         await say(update, context, "reply_how")
-        return
+
+
+async def _reply(
+    update: Update, context: SafeContext, target: str, text: str, message_id: int
+) -> None:
+    actor, core = context.require_actor(), context.core
     if len(text) > TEXT_LIMIT:
         await say(update, context, "reply_too_long", limit=TEXT_LIMIT)
         return
     async with core.sessions() as session, session.begin():
-        result = await reply_to_member(session, core.secrets, actor, target, text)
-    user_data.pop(PENDING_REPLY, None)
+        result = await reply_to_member(
+            session, core.secrets, core.settings, actor, target, text, message_id=message_id
+        )
+    if context.user_data is not None:
+        context.user_data.pop(PENDING_REPLY, None)
     context.wake_outbox()
+    if result.outcome is ReplyOutcome.GONE and result.pseudonym is None:
+        await say(update, context, "reply_gone_member")
+        return
     key = {
         ReplyOutcome.SENT: "reply_sent",
         ReplyOutcome.GONE: "reply_gone",
         ReplyOutcome.TAKEN: "reply_taken",
         ReplyOutcome.UNKNOWN: "reply_how",
     }[result.outcome]
-    await say(update, context, key, pseudonym=result.pseudonym or "?")
+    await say(update, context, key, pseudonym=result.pseudonym or "")
 
 
 async def revoke_person(update: Update, context: SafeContext) -> None:
-    """/revoke <name or pseudonym> (admins): the person is removed at once."""
+    """/revoke <name or pseudonym> (admins): show whom that names, with one button to remove
+    them -- never a guess."""
     actor = context.actor
     if actor is None or not actor.is_staff:
         await say(update, context, "not_understood")
@@ -250,18 +356,61 @@ async def revoke_person(update: Update, context: SafeContext) -> None:
     if not name:
         await say(update, context, "revoke_usage")
         return
-    core = context.core
-    async with core.sessions() as session, session.begin():
-        target = await find_by_name(session, core.secrets, name)
-        outcome = await revoke(session, actor, target) if target is not None else None
-    if outcome is None:
+    core, lang = context.core, actor.language
+    async with core.sessions() as session:
+        found = await find_by_name(session, core.secrets, name)
+    if not found:
         await say(update, context, "revoke_unknown")
-    elif outcome is RevokeOutcome.SELF:
-        await say(update, context, "revoke_self")
-    else:
-        log.info("revoked a person")
-        context.wake_outbox()
-        await say(update, context, "revoke_done", name=name)
+        return
+    for person in found:
+        if person.id == actor.person_id:
+            await say(update, context, "revoke_self")
+            continue
+        rows = [
+            [
+                (t(lang, "btn_revoke"), f"revoke:{person.id}"),
+                (t(lang, "forget_keep"), "revoke:no"),
+            ]
+        ]
+        await say(
+            update,
+            context,
+            "revoke_question",
+            keyboard(rows),
+            name=shown_name_of(person, core.secrets),
+            role=t(lang, f"role_{person.role}"),
+            pseudonym=person.pseudonym,
+        )
+
+
+async def confirm_revoke(update: Update, context: SafeContext) -> None:
+    """The Remove button: checked again in the database, then the person is cut off."""
+    query, actor, core = update.callback_query, context.require_actor(), context.core
+    if query is None or query.data is None:
+        return
+    if query.data == "revoke:no":
+        await query.answer()
+        await edit_pressed(query)
+        return
+    if not actor.is_admin:
+        await query.answer(t(actor.language, "not_allowed"), show_alert=True)
+        return
+    async with core.sessions() as session, session.begin():
+        target = await active_person(session, query.data.split(":", 1)[1])
+        outcome = await revoke(session, actor, target) if target is not None else None
+        name = shown_name_of(target, core.secrets) if target is not None else ""
+    if outcome is None:
+        await query.answer(t(actor.language, "revoke_unknown"))
+        await edit_pressed(query)
+        return
+    if outcome is RevokeOutcome.SELF:
+        await query.answer(t(actor.language, "revoke_self"))
+        return
+    await query.answer()
+    context.wake_outbox()
+    context.wake_cleaner()  # their chat and menu are cleared now
+    context.scrub()
+    await edit_pressed(query, t(actor.language, "revoke_done", name=name))
 
 
 async def cancel_pending(context: SafeContext) -> bool:
@@ -269,14 +418,21 @@ async def cancel_pending(context: SafeContext) -> bool:
     user_data = context.user_data
     if user_data is None:
         return False
-    had = bool(user_data.pop(PENDING_REPLY, None)) | bool(user_data.pop("naming", None))
+    had = bool(user_data.pop(PENDING_REPLY, None)) | bool(user_data.pop(NAMING, None))
     return had
 
 
 def register(app: Application) -> None:  # type: ignore[type-arg]
     app.add_handler(CommandHandler("invite", invite))
+    app.add_handler(CommandHandler("invites", list_invites))
+    app.add_handler(
+        CallbackQueryHandler(cancel_invite_pressed, pattern=r"^inv:cancel:[A-Za-z0-9_-]{1,40}$")
+    )
     app.add_handler(CommandHandler("cases", list_cases))
     app.add_handler(CommandHandler("revoke", revoke_person))
+    app.add_handler(
+        CallbackQueryHandler(confirm_revoke, pattern=r"^revoke:(no|[A-Za-z0-9_-]{1,40})$")
+    )
     app.add_handler(CommandHandler("name", set_name))
     app.add_handler(
         CallbackQueryHandler(case_action, pattern=r"^case:(claim|resolve):[A-Za-z0-9_-]{1,40}$")

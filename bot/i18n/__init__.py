@@ -10,7 +10,11 @@ from functools import cache
 from importlib import resources
 
 LANGUAGES = ("ko", "en", "zh")
+# The reference catalogue: every other one has the same keys.
 DEFAULT_LANGUAGE = "ko"
+# For a client in a language we do not offer: answering such a stranger in Korean would tell
+# them who the bot is for.
+STRANGER_LANGUAGE = "en"
 # Shown in each language's own script on the picker, never translated.
 LANGUAGE_NAMES = {"ko": "한국어", "en": "English", "zh": "中文"}
 
@@ -28,12 +32,13 @@ def catalogue(language: str) -> dict[str, str]:
 
 
 def language_from_telegram(code: str | None) -> str:
-    """Best guess from Telegram's ``language_code`` (e.g. "zh-hans", "en-US"); Korean first."""
+    """Best guess from Telegram's ``language_code`` (e.g. "ko", "zh-hans", "en-US"); English
+    for any language we do not offer."""
     if code:
         prefix = code.split("-")[0].lower()
         if prefix in LANGUAGES:
             return prefix
-    return DEFAULT_LANGUAGE
+    return STRANGER_LANGUAGE
 
 
 def t(language: str, key: str, /, **values: object) -> str:

@@ -43,5 +43,7 @@ def test_neutral_line_names_no_organisation() -> None:
 def test_language_guess_from_telegram() -> None:
     assert language_from_telegram("zh-hans") == "zh"
     assert language_from_telegram("en-US") == "en"
-    assert language_from_telegram("ru") == "ko"
-    assert language_from_telegram(None) == "ko"
+    # A language we do not offer gets English: Korean would tell a stranger whom the bot
+    # is for.
+    assert language_from_telegram("ru") == "en"
+    assert language_from_telegram(None) == "en"

@@ -42,6 +42,14 @@ async def team(bot: RunningBot) -> Team:
     return Team(admin, mina, joon, member, other)
 
 
+async def revoke(admin: FakeUser, name: str, shown: str | None = None) -> None:
+    """/revoke, then the Remove button under the question naming the person."""
+    await admin.send_command("revoke", name)
+    question = await admin.wait_for_message("Remove ")
+    await admin.press(t("en", "btn_revoke"), message=question)
+    await admin.wait_for_message(t("en", "revoke_done", name=shown or name))
+
+
 def pseudonym_of(user: FakeUser) -> str:
     welcome = next(m for m in user.inbox() if "Your name here is" in (m.text or ""))
     return (welcome.text or "").split("Your name here is ", 1)[1].split(".", 1)[0]

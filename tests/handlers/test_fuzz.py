@@ -39,12 +39,10 @@ from bot.cases import CATEGORIES, URGENCIES
 from bot.i18n import t
 from bot.logs import NOISY, configure_logging, forget_remembered
 from bot.people import find_actor
-from crypto.keystore import SecretsDir
 from storage.models import (
     Case,
     ChatMessage,
     CheckIn,
-    Delivered,
     Invite,
     Note,
     OutboxItem,
@@ -52,9 +50,8 @@ from storage.models import (
     Role,
 )
 from tests.conftest import (
-    FAST_KDF,
-    PASSPHRASE,
     RunningBot,
+    make_keys,
     make_settings,
     start_bot,
     stop_bot,
@@ -776,14 +773,12 @@ async def table_rows(bot: RunningBot) -> dict[str, list[tuple[Any, ...]]]:
             "checkins": [(c.id, c.person_id) for c in await session.scalars(select(CheckIn))],
             "notes": [(n.id, n.member_id, n.staff_id) for n in await session.scalars(select(Note))],
             "chat_messages": [
-                (c.id, c.person_id) for c in await session.scalars(select(ChatMessage))
+                (c.id, c.person_id, c.about_member_id)
+                for c in await session.scalars(select(ChatMessage))
             ],
             "outbox": [
                 (o.id, o.recipient_id, o.about_member_id)
                 for o in await session.scalars(select(OutboxItem))
-            ],
-            "delivered": [
-                (d.id, d.staff_id, d.member_id) for d in await session.scalars(select(Delivered))
             ],
         }
 
@@ -791,7 +786,7 @@ async def table_rows(bot: RunningBot) -> dict[str, list[tuple[Any, ...]]]:
 async def run_example(strangers: list[Stranger], plan: list[Action], per_minute: int) -> None:
     with tempfile.TemporaryDirectory() as tmp, captured_logging() as log:
         data_dir = Path(tmp) / "data"
-        SecretsDir(data_dir / "secrets").create(PASSPHRASE, FAST_KDF)
+        make_keys(data_dir)
         async with FakeBotApi() as api:
             settings_ = make_settings(data_dir, api, SAFERELAY_MESSAGES_PER_MINUTE=str(per_minute))
             app = await start_bot(api, settings_)
@@ -846,10 +841,11 @@ async def fuzz(bot: RunningBot, strangers: list[Stranger], plan: list[Action]) -
     assert {p for _, p in after["checkins"]} <= member_ids
     assert {m for _, m, _ in after["notes"]} <= member_ids
     assert {s for _, _, s in after["notes"]} <= staff_ids | {None}
-    assert {p for _, p in after["chat_messages"]} <= member_ids
+    assert {p for _, p, _ in after["chat_messages"]} <= everyone
     assert {r for _, r, _ in after["outbox"]} <= everyone
     assert {a for _, _, a in after["outbox"]} <= member_ids | {None}
-    assert {(s, m) for _, s, m in after["delivered"]} <= {
+    # A message about a member sits only in a staff chat.
+    assert {(s, m) for _, s, m in after["chat_messages"] if m is not None} <= {
         (s, m) for s in staff_ids for m in member_ids
     }
 

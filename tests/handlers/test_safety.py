@@ -15,14 +15,13 @@ from storage.models import (
     Case,
     ChatMessage,
     CheckIn,
-    Delivered,
     Note,
     OutboxItem,
     Person,
     Role,
     Tally,
 )
-from tests.conftest import RunningBot, make_settings, start_bot, stop_bot
+from tests.conftest import RunningBot, eventually, make_settings, start_bot, stop_bot
 from tests.fakebot import FakeBotApi, FakeUser
 from tests.handlers.conftest import Team, ask, pseudonym_of
 
@@ -58,7 +57,12 @@ async def test_the_whole_exchange_disappears_after_the_delay(bot: RunningBot) ->
     # After the delay both sides are gone: the member's own messages and the bot's
     await bot.api.wait_for(lambda: bot.api.visible(member.chat_id) == [], timeout=10)
     assert all(m.deleted for m in bot.api.chat(member.chat_id))
-    assert await count(bot, ChatMessage) == 0
+
+    # ... and so are the rows that said what to delete (a moment after the last delete call)
+    async def no_rows_left() -> bool:
+        return await count(bot, ChatMessage) == 0
+
+    await eventually(no_rows_left, what="the chat_messages rows to go")
     # Every message the bot sent the member was protected from forwarding and saving
     assert all(
         m.protect_content for m in bot.api.bot_messages(member.chat_id, include_deleted=True)
@@ -269,12 +273,19 @@ async def test_erasure_leaves_nothing_in_the_database_files(bot: RunningBot, tea
     )
     # ... and each copy about them in Mina's chat is rewritten (at her chat's 1/s pace)
     await bot.api.wait_for(lambda: relayed.text == t("en", "member_left"), timeout=10)
+    # ... and once their chat is clear, their row goes too
+
+    async def row_gone() -> bool:
+        async with bot.core.sessions() as session:
+            return await session.get(Person, person.id) is None
+
+    await eventually(row_gone, what="the erased member's row to go")
     async with bot.core.sessions() as session:
         for column in (
             CheckIn.person_id,
             Case.member_id,
             Note.member_id,
-            Delivered.member_id,
+            ChatMessage.about_member_id,
             ChatMessage.person_id,
             OutboxItem.recipient_id,
             Person.id,
@@ -406,14 +417,16 @@ def test_member_screens_use_everyday_words(language: str) -> None:
             assert word not in lowered, (language, key, word)
 
 
-async def test_bot_description_and_commands_are_neutral(bot: RunningBot) -> None:
-    texts = [
-        str(c.params) for c in bot.api.calls if c.method in ("setMyCommands", "setMyDescription")
-    ]
-    assert len(texts) == 6
+async def test_bot_description_is_neutral_and_strangers_get_no_menu(bot: RunningBot) -> None:
+    texts = [str(c.params) for c in bot.api.calls if c.method == "setMyDescription"]
+    assert len(texts) == 3
     for text_ in texts:
         for word in MEMBER_SCREEN_WORDS:
             assert word not in text_.lower()
+    # No menu is set globally, in any language: a stranger's "/" button shows nothing
+    assert not [c for c in bot.api.calls if c.method == "setMyCommands"]
+    for language in ("", "ko", "en", "zh", "ru"):
+        assert bot.api.commands(language_code=language) == []
 
 
 async def test_checkin_note_with_duress_word_is_still_a_normal_checkin(

@@ -208,6 +208,38 @@ def cmd_invite(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+START_BACKOFF_SECONDS = (1, 2, 5, 10, 30, 60)
+
+
+async def _wait_for_bot_api(settings: Settings) -> None:
+    """Until the Bot API answers ``getMe``: a network blip at start (or a Bot API server that
+    comes up after us) costs a wait, one line per attempt, never a crash loop. A token that
+    Telegram refuses ends the command, since waiting will not fix it."""
+    from telegram import Bot
+    from telegram.error import InvalidToken, NetworkError
+
+    bot = Bot(settings.require_token(), base_url=settings.telegram_api_base_url)
+    attempt = 0
+    while True:
+        try:
+            await bot.get_me()
+            return
+        except InvalidToken:
+            raise CliError(
+                "Telegram refused TELEGRAM_BOT_TOKEN: check it with @BotFather (/mybots)."
+            ) from None
+        except (NetworkError, OSError) as exc:
+            wait = START_BACKOFF_SECONDS[min(attempt, len(START_BACKOFF_SECONDS) - 1)]
+            attempt += 1
+            print(
+                f"saferelay: cannot reach the Bot API at {settings.telegram_api_base_url} "
+                f"({type(exc).__name__}); trying again in {wait} s.",
+                file=sys.stderr,
+                flush=True,
+            )
+            await asyncio.sleep(wait)
+
+
 def cmd_run(settings: Settings, _args: argparse.Namespace) -> int:
     """Run the bot with long polling until Ctrl-C."""
     from telegram import Update
@@ -219,9 +251,11 @@ def cmd_run(settings: Settings, _args: argparse.Namespace) -> int:
     settings.require_token()
     _require_initialised(settings)
     configure_logging(logging.DEBUG if os.environ.get("SAFERELAY_DEBUG") else logging.INFO)
+    asyncio.run(_wait_for_bot_api(settings))
     app = build_application(settings)
     try:
-        app.run_polling(allowed_updates=Update.ALL_TYPES)
+        # bootstrap_retries=-1: a blip while polling starts is retried too, never fatal.
+        app.run_polling(allowed_updates=Update.ALL_TYPES, bootstrap_retries=-1)
     except InvalidToken:
         raise CliError(
             "Telegram refused TELEGRAM_BOT_TOKEN: check it with @BotFather (/mybots)."

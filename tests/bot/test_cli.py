@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from bot.i18n import t
-from tests.fakebot import FakeBotApi
+from tests.fakebot import DEFAULT_TOKEN, FakeBotApi
 
 PASSPHRASE = "a coordinator's long passphrase"
 
@@ -228,3 +228,46 @@ def test_python_dash_m_bot_shows_help() -> None:
     assert result.returncode == 0
     for command in ("init", "invite", "run", "report"):
         assert command in result.stdout
+
+
+async def test_run_waits_for_an_unreachable_bot_api_instead_of_crashing(
+    initialised: Path,
+) -> None:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    base_url = f"http://127.0.0.1:{port}/bot"
+    # Given the Bot API is down when the bot starts
+    token = DEFAULT_TOKEN
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        "run",
+        cwd=initialised,
+        env=env_for(initialised, TELEGRAM_BOT_TOKEN=token, TELEGRAM_API_BASE_URL=base_url),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stderr is not None
+    try:
+        # Then it says so in one plain line and keeps trying
+        line = (await asyncio.wait_for(process.stderr.readline(), timeout=30)).decode()
+        assert "cannot reach the Bot API" in line and "trying again" in line
+        assert process.returncode is None
+        # When the Bot API comes up, the bot starts polling it
+        async with FakeBotApi(port=port) as api:
+            await api.wait_for(
+                lambda: any(c.method == "getUpdates" for c in api.calls), timeout=30
+            )
+            process.send_signal(signal.SIGINT)
+            _, rest = await asyncio.wait_for(process.communicate(), timeout=30)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode == 0
+    assert "Traceback" not in rest.decode()

@@ -114,7 +114,10 @@ async def open_case(
     session: AsyncSession, core: Core, member_id: str, request: HelpRequest
 ) -> str | None:
     """Store a member's request and alert staff. None if the member is no longer active."""
-    urgent = request.urgent and await _urgent_open(session, member_id) < MAX_OPEN_URGENT
+    # A safety word is always urgent; the cap is for requests made with the buttons.
+    urgent = request.urgent and (
+        request.duress or await _urgent_open(session, member_id) < MAX_OPEN_URGENT
+    )
     # Read everything first, then write: one query on the usual path, and no autoflush
     # splitting the inserts (this is the service path the benchmark measures).
     found = await recipients_for(session, member_id, everyone=urgent)

@@ -11,12 +11,13 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select, update
 
+from bot.cases import MAX_OPEN_URGENT
 from bot.i18n import t
 from crypto.hashing import Pepper
 from storage.models import Invite, Person, Role, utcnow
 from tests.conftest import RunningBot, eventually
 from tests.fakebot import FakeUser
-from tests.handlers.conftest import Team, pseudonym_of, revoke, staff_invite
+from tests.handlers.conftest import Team, ask, pseudonym_of, revoke, staff_invite
 
 
 def visible_texts(bot: RunningBot, user: FakeUser) -> list[str]:
@@ -229,6 +230,24 @@ async def test_the_bot_derives_once_per_short_message_and_never_otherwise(
     await team.mina.wait_for_message("ok")
     await bot.api.wait_idle()
     assert calls == ["ok"]
+
+
+async def test_a_safety_word_is_urgent_even_past_the_cap_on_urgent_requests(
+    bot: RunningBot, team: Team
+) -> None:
+    member = team.member
+    await member.send_command("settings")
+    await member.press(t("en", "set_duress_word"))
+    await member.wait_for_message(t("en", "ask_duress_word"))
+    await member.send_text("marigold")
+    await member.wait_for_message(t("en", "duress_word_saved"))
+    # Given the member already has the most urgent requests open that buttons may raise
+    for _ in range(MAX_OPEN_URGENT):
+        await ask(member, "danger", "now", None)
+    await bot.drained()
+    # When they send their safety word, the admin (not only their caseworker) is alerted
+    await member.send_text("marigold")
+    await team.admin.wait_for_message(t("en", "alert_duress").split("{")[0], timeout=10)
 
 
 # --- 8 and 11. strangers ---------------------------------------------------------------

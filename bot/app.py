@@ -20,7 +20,7 @@ from bot.scrubber import WalScrubber
 from bot.settings import Settings
 from crypto.keystore import SecretsDir
 from handlers import common, member, safety, staff
-from handlers.access import StrangerDoor
+from handlers.access import WORD_CHECKS_PER_MINUTE, StrangerDoor
 from handlers.context import (
     CLEANER_KEY,
     CORE_KEY,
@@ -149,7 +149,7 @@ def build_application(settings: Settings, core: Core | None = None) -> SafeAppli
     )
     app.bot_data[CORE_KEY] = core
     app.bot_data[LIMITER_KEY] = RateLimiter(settings.messages_per_minute)
-    app.bot_data[WORD_LIMITER_KEY] = RateLimiter(settings.messages_per_minute * 2)
+    app.bot_data[WORD_LIMITER_KEY] = RateLimiter(WORD_CHECKS_PER_MINUTE)
     app.bot_data[STRANGERS_KEY] = StrangerDoor()
     common.register(app)
     safety.register(app)

@@ -33,6 +33,11 @@ from handlers.safety import AWAITING_WORD, act_on_word
 
 log = logging.getLogger(__name__)
 
+# Word checks per member a minute, within or past the flood limit. Each costs one Argon2id
+# derivation (~50 ms) and updates are handled one at a time, so this bounds what one
+# account can add to everyone else's wait: 10 a minute is at most ~0.5 s a minute
+# (bench/starvation_bench.py). A member in trouble sends a word among their first few lines.
+WORD_CHECKS_PER_MINUTE = 10
 STRANGER_QUIET_SECONDS = 24 * 3600
 STRANGER_LINES_PER_MINUTE = 20
 STRANGERS_REMEMBERED = 50_000

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 from sqlalchemy import select
 
@@ -128,7 +126,7 @@ async def test_half_finished_checkin_expires(bot: RunningBot) -> None:
     # After the timeout (1.2 s here) the prompt says so and offers no buttons.
     expired = await user.wait_for_message(t("en", "checkin_expired"), timeout=10)
     assert expired.buttons() == []
-    await asyncio.sleep(0.2)
+    await bot.api.wait_idle()
     assert await stored(bot) == []
     # Pressing the old answer afterwards stores nothing.
     await user.forge_press("ci:t:yes", message=expired)

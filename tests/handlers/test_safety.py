@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
 from pathlib import Path
 
@@ -11,6 +10,7 @@ from sqlalchemy import func, select, text
 
 from bot.checkins import open_checkin
 from bot.i18n import LANGUAGES, catalogue, t
+from storage.db import make_engine, make_sessionmaker
 from storage.models import (
     Case,
     ChatMessage,
@@ -20,6 +20,7 @@ from storage.models import (
     Person,
     Role,
     Tally,
+    utcnow,
 )
 from tests.conftest import RunningBot, eventually, make_settings, start_bot, stop_bot
 from tests.fakebot import FakeBotApi, FakeUser
@@ -70,10 +71,14 @@ async def test_the_whole_exchange_disappears_after_the_delay(bot: RunningBot) ->
 
 
 @FAST_CLEAR
-async def test_staff_chats_are_not_cleared(bot: RunningBot) -> None:
+async def test_staff_chats_keep_the_staff_delay_not_the_members(bot: RunningBot) -> None:
     admin = bot.api.user(640002, "Admin", language_code="en")
     await bot.enrol(admin, Role.ADMIN, "en", name="Coordinator")
-    await asyncio.sleep(2)
+    member = bot.api.user(640006, "Member", language_code="en")
+    await bot.enrol(member, Role.MEMBER, "en")
+    # Once a member's chat enrolled after the admin has cleared on the member delay...
+    await bot.api.wait_for(lambda: bot.api.visible(member.chat_id) == [], timeout=10)
+    # ... the admin's chat, on SAFERELAY_STAFF_CLEAR_AFTER_HOURS (24 h), is still there
     assert len(bot.api.visible(admin.chat_id)) >= 4
 
 
@@ -123,7 +128,12 @@ async def test_pending_deletions_survive_a_restart(api: FakeBotApi, data_dir: Pa
     await stop_bot(app)
     assert api.visible(member.chat_id) != []
     # When the bot is down past the delay, then starts again
-    await asyncio.sleep(2.2)
+    engine = make_engine(settings.database_url)
+    async with make_sessionmaker(engine)() as session:
+        latest = await session.scalar(select(func.max(ChatMessage.delete_at)))
+    await engine.dispose()
+    assert latest is not None
+    await api.wait_for(lambda: utcnow() > latest, timeout=10)
     assert api.visible(member.chat_id) != []
     app = await start_bot(api, settings)
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.alerts import recipients_for, reply_button
@@ -52,10 +53,23 @@ def _store_note(
     )
 
 
+RELAYED = "relayed"  # chat_messages.kind of a member's own message that was passed on
+
+
 async def relay_from_member(
-    session: AsyncSession, keys: ServerSecrets, member_id: str, text: str
+    session: AsyncSession,
+    keys: ServerSecrets,
+    member_id: str,
+    text: str,
+    *,
+    message_id: int | None = None,
+    corrected: bool = False,
 ) -> int:
-    """Pass a member's words to their caseworker (or all staff). Returns how many."""
+    """Pass a member's words to their caseworker (or all staff). Returns how many.
+
+    ``message_id`` is the member's own message: it is marked as passed on, so an edit of it
+    can follow (:func:`correct_from_member`). ``corrected`` sends the words as a correction.
+    """
     found = await recipients_for(session, member_id)
     if found is None:
         return 0
@@ -63,8 +77,15 @@ async def relay_from_member(
     _store_note(
         session, keys, member_id=member.id, staff_id=None, from_member=True, case_id=None, text=text
     )
+    if message_id is not None:
+        await session.execute(
+            update(ChatMessage)
+            .where(ChatMessage.person_id == member_id, ChatMessage.message_id == message_id)
+            .values(kind=RELAYED)
+        )
+    key = "relay_in_corrected" if corrected else "relay_in"
     for staff in recipients:
-        body = t(staff.language, "relay_in", pseudonym=member.pseudonym, text=text)
+        body = t(staff.language, key, pseudonym=member.pseudonym, text=text)
         # Tell the member if it could not arrive, but only when they had one reader.
         notice = FailureNotice(member.id, "relay_failed") if len(recipients) == 1 else None
         enqueue(
@@ -79,6 +100,58 @@ async def relay_from_member(
             ),
         )
     return len(recipients)
+
+
+async def correct_from_member(
+    session: AsyncSession, keys: ServerSecrets, member_id: str, message_id: int, text: str
+) -> bool:
+    """A member edited a message of theirs: if it was passed on, pass the new words on as a
+    correction. Edits of anything else (a check-in note, a word being set) go nowhere."""
+    row = await session.scalar(
+        select(ChatMessage).where(
+            ChatMessage.person_id == member_id,
+            ChatMessage.message_id == message_id,
+            ChatMessage.kind == RELAYED,
+        )
+    )
+    if row is None:
+        return False
+    return await relay_from_member(session, keys, member_id, text, corrected=True) > 0
+
+
+async def correct_reply(
+    session: AsyncSession, keys: ServerSecrets, actor: Actor, message_id: int, text: str
+) -> str | None:
+    """A staff member edited a reply they sent a member: the member gets the corrected
+    words. Returns the member's pseudonym, or None if it was not a reply that arrived."""
+    row = await session.scalar(
+        select(ChatMessage).where(
+            ChatMessage.person_id == actor.person_id,
+            ChatMessage.message_id == message_id,
+            ChatMessage.kind == "reply",
+        )
+    )
+    if row is None or row.about_member_id is None or not actor.is_staff:
+        return None
+    member = await active_person(session, row.about_member_id)
+    if member is None:
+        return None
+    _store_note(
+        session,
+        keys,
+        member_id=member.id,
+        staff_id=actor.person_id,
+        from_member=False,
+        case_id=row.case_id,
+        text=text,
+    )
+    enqueue(
+        session,
+        keys,
+        member.id,
+        Outgoing(t(member.language, "reply_from_corrected", name=actor.shown_name, text=text)),
+    )
+    return member.pseudonym
 
 
 class ReplyOutcome(enum.Enum):

@@ -129,8 +129,10 @@ async def _identify(update: Update, context: SafeContext) -> None:
     activity.count("updates handled")
     remember_values(user.first_name, user.last_name, user.username)
     message = update.message
-    if message is not None and message.text:
-        remember_values(message.text)
+    edited = update.edited_message
+    for seen in (message, edited):
+        if seen is not None and seen.text:
+            remember_values(seen.text)
     async with core.sessions() as session:
         context.actor = actor = await find_actor(session, core.secrets, user.id)
     now = time.monotonic()

@@ -135,6 +135,16 @@ async def free_message(update: Update, context: SafeContext) -> None:
         await say(update, context, "language_prompt", language_keyboard())
 
 
+async def edited_message(update: Update, context: SafeContext) -> None:
+    """An edited text: a member's correction follows the words it corrects to staff, a
+    staff member's follows their reply to the member. Nothing else reacts to edits."""
+    actor = context.require_actor()
+    if actor.is_member:
+        await member.relay_correction(update, context)
+    else:
+        await staff.reply_correction(update, context)
+
+
 async def on_error(update: object, context: SafeContext) -> None:
     """Log the failure without content and tell the person, kindly, in their language."""
     error = context.error
@@ -168,3 +178,6 @@ def register_fallbacks(app: Application) -> None:  # type: ignore[type-arg]
     app.add_handler(CommandHandler("cancel", cancel_outside_flows))
     app.add_handler(CallbackQueryHandler(stale_button))
     app.add_handler(MessageHandler(filters.UpdateType.MESSAGE, free_message))
+    app.add_handler(
+        MessageHandler(filters.UpdateType.EDITED_MESSAGE & filters.TEXT, edited_message)
+    )

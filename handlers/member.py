@@ -29,7 +29,7 @@ from bot.cases import TEXT_LIMIT as HELP_TEXT_LIMIT
 from bot.checkins import NOTE_LIMIT, CheckInAnswers, submit_checkin
 from bot.i18n import t
 from bot.relay import TEXT_LIMIT as RELAY_LIMIT
-from bot.relay import relay_from_member
+from bot.relay import correct_from_member, relay_from_member
 from handlers.context import SafeContext
 from handlers.render import edit_pressed, keyboard, say
 
@@ -296,9 +296,25 @@ async def relay_message(update: Update, context: SafeContext) -> None:
         await say(update, context, "relay_too_long", limit=RELAY_LIMIT)
         return
     async with core.sessions() as session, session.begin():
-        await relay_from_member(session, core.secrets, actor.person_id, text)
+        await relay_from_member(
+            session, core.secrets, actor.person_id, text, message_id=message.message_id
+        )
     context.wake_outbox()
     await say(update, context, "relay_sent")
+
+
+async def relay_correction(update: Update, context: SafeContext) -> None:
+    """A member edited a message that was passed on: the correction follows it."""
+    message, actor, core = update.edited_message, context.require_actor(), context.core
+    text = ((message.text if message else None) or "").strip()
+    if message is None or not text or len(text) > RELAY_LIMIT:
+        return
+    async with core.sessions() as session, session.begin():
+        sent = await correct_from_member(
+            session, core.secrets, actor.person_id, message.message_id, text
+        )
+    if sent:
+        context.wake_outbox()
 
 
 def register(app: Application) -> None:  # type: ignore[type-arg]

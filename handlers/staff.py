@@ -30,6 +30,7 @@ from bot.people import (
 from bot.relay import (
     TEXT_LIMIT,
     ReplyOutcome,
+    correct_reply,
     remember_listing,
     reply_target,
     reply_to_member,
@@ -314,6 +315,19 @@ async def staff_text(update: Update, context: SafeContext) -> None:
         await ask_name(update, context)
     else:
         await say(update, context, "reply_how")
+
+
+async def reply_correction(update: Update, context: SafeContext) -> None:
+    """A staff member edited a reply that went to a member: the member gets the new words."""
+    message, actor, core = update.edited_message, context.require_actor(), context.core
+    text = ((message.text if message else None) or "").strip()
+    if message is None or not text or len(text) > TEXT_LIMIT:
+        return
+    async with core.sessions() as session, session.begin():
+        pseudonym = await correct_reply(session, core.secrets, actor, message.message_id, text)
+    if pseudonym is not None:
+        context.wake_outbox()
+        await say(update, context, "reply_corrected", pseudonym=pseudonym)
 
 
 async def _reply(

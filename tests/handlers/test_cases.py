@@ -239,3 +239,42 @@ async def test_unclaimed_urgent_request_escalates_until_claimed(bot: RunningBot)
     async with bot.core.sessions() as session:
         case = await session.scalar(select(Case))
     assert case is not None and case.escalate_at is None and case.escalations >= 2
+
+
+async def test_a_members_edit_follows_to_staff_and_a_staff_edit_to_the_member(
+    bot: RunningBot, team: Team
+) -> None:
+    # Given a member's message passed on to Mina, and her reply
+    sent = await team.member.send_text("I can meet at 3")
+    copy = await team.mina.wait_for_message("I can meet at 3")
+    await bot.drained()
+    reply = await team.mina.send_text("Fine, see you at the park", reply_to=copy.message_id)
+    await team.member.wait_for_message("Fine, see you at the park")
+    # When the member corrects the time, Mina gets the correction
+    await team.member.edit_text(sent, "I can meet at 4")
+    corrected = await team.mina.wait_for_message("I can meet at 4")
+    assert corrected.text == t(
+        "en", "relay_in_corrected", pseudonym=pseudonym_of(team.member), text="I can meet at 4"
+    )
+    # ... and when Mina corrects her reply, the member gets hers
+    await team.mina.edit_text(reply, "Fine, see you at the station")
+    got = await team.member.wait_for_message("see you at the station")
+    assert got.text == t(
+        "en", "reply_from_corrected", name="Mina", text="Fine, see you at the station"
+    )
+    await team.mina.wait_for_message(
+        t("en", "reply_corrected", pseudonym=pseudonym_of(team.member))
+    )
+
+
+async def test_editing_a_check_in_note_tells_nobody(bot: RunningBot, team: Team) -> None:
+    await team.member.send_command("checkin")
+    await team.member.press(t("en", "checkin_health_4"))
+    await team.member.press(t("en", "no"))
+    note = await team.member.send_text("all fine this week")
+    await team.member.wait_for_message(t("en", "checkin_thanks"))
+    await bot.api.wait_idle()
+    seen = len(team.mina.inbox())
+    await team.member.edit_text(note, "all fine, moved flat")
+    await bot.api.wait_idle()
+    assert not [m for m in team.mina.inbox()[seen:] if "moved flat" in (m.text or "")]

@@ -226,9 +226,11 @@ async def _name_taken(session: AsyncSession, keys: ServerSecrets, name: str) -> 
     ) or False
 
 
-async def _unused_pseudonym(session: AsyncSession, keys: ServerSecrets) -> str:
+async def _unused_pseudonym(
+    session: AsyncSession, keys: ServerSecrets, language: str = "en"
+) -> str:
     for _ in range(20):
-        candidate = new_pseudonym()
+        candidate = new_pseudonym(language)
         if not await _name_taken(session, keys, candidate):
             return candidate
     raise RuntimeError("could not find a free pseudonym")  # ~1 in 10^100 with few thousand people
@@ -299,12 +301,24 @@ async def redeem_invite(
     return actor_of(person, keys)
 
 
-async def set_language(session: AsyncSession, person_id: str, language: str) -> None:
+async def set_language(
+    session: AsyncSession, keys: ServerSecrets, person_id: str, language: str
+) -> str | None:
+    """Save a language choice. The first choice of a newcomer also gives them a pseudonym
+    in that language (a Korean member is "맑은 구름 27", not "Calm Otter 27"); returns it,
+    or None when the pseudonym stays as it was (later changes keep it: staff know them by
+    it)."""
     if language not in LANGUAGES:
         raise ValueError("unknown language")
-    await session.execute(
-        update(Person).where(Person.id == person_id).values(language=language, language_chosen=True)
-    )
+    person = await session.get(Person, person_id)
+    if person is None:
+        return None
+    fresh = None
+    if not person.language_chosen:
+        fresh = await _unused_pseudonym(session, keys, language)
+        person.pseudonym = fresh
+    person.language, person.language_chosen = language, True
+    return fresh
 
 
 async def chat_id_of(session: AsyncSession, keys: ServerSecrets, person_id: str) -> int | None:

@@ -1,9 +1,10 @@
-"""Pseudonyms that are easy to say and remember: two short words and a number.
+"""Pseudonyms that are easy to say and remember, in the member's own language.
 
-Only plain, short English words, so they read the same on every phone and are easy to say in
-Korean or Chinese too ("Blue Fox 42"). About 64 x 64 x 90 = 368,640 combinations; the caller
-retries on the rare collision. Random and unrelated to the person, so a pseudonym is not
-identifying and can be stored and shown as it is.
+Two everyday words and a number: "Blue Fox 42", "맑은 구름 27", "青松 35". Word lists are
+plain and neutral (nature, colours, calm qualities), so a pseudonym read aloud or seen on a
+screen says nothing. About 60 x 60 x 90 combinations per language; the caller retries on
+the rare collision. Random and unrelated to the person, so a pseudonym is not identifying
+and can be stored and shown as it is.
 """
 
 from __future__ import annotations
@@ -144,6 +145,162 @@ NOUNS = (
 )
 
 
-def new_pseudonym() -> str:
-    """A fresh random pseudonym such as ``"Calm Otter 27"``."""
-    return f"{secrets.choice(ADJECTIVES)} {secrets.choice(NOUNS)} {10 + secrets.randbelow(90)}"
+KO_ADJECTIVES = (
+    "맑은",
+    "밝은",
+    "푸른",
+    "고운",
+    "작은",
+    "큰",
+    "따뜻한",
+    "시원한",
+    "조용한",
+    "느긋한",
+    "착한",
+    "고요한",
+    "빠른",
+    "환한",
+    "든든한",
+    "부드러운",
+    "포근한",
+    "싱그러운",
+    "단단한",
+    "새로운",
+    "하얀",
+    "노란",
+    "파란",
+    "빨간",
+    "초록",
+    "은빛",
+    "금빛",
+    "아침",
+    "저녁",
+    "봄",
+    "여름",
+    "가을",
+    "겨울",
+    "새벽",
+    "한낮",
+    "다정한",
+    "씩씩한",
+    "차분한",
+    "반짝이는",
+    "둥근",
+)
+KO_NOUNS = (
+    "구름",
+    "하늘",
+    "바다",
+    "바람",
+    "나무",
+    "숲",
+    "들꽃",
+    "별",
+    "달",
+    "해",
+    "강",
+    "호수",
+    "냇물",
+    "산",
+    "언덕",
+    "섬",
+    "바위",
+    "소나무",
+    "대나무",
+    "단풍",
+    "은행",
+    "감나무",
+    "사과",
+    "배",
+    "포도",
+    "자두",
+    "복숭아",
+    "참새",
+    "제비",
+    "두루미",
+    "고래",
+    "사슴",
+    "토끼",
+    "다람쥐",
+    "여우",
+    "곰",
+    "등불",
+    "종소리",
+    "조약돌",
+    "무지개",
+)
+ZH_ADJECTIVES = (
+    "青",
+    "白",
+    "明",
+    "清",
+    "暖",
+    "小",
+    "大",
+    "春",
+    "夏",
+    "秋",
+    "冬",
+    "晨",
+    "晚",
+    "金",
+    "银",
+    "绿",
+    "蓝",
+    "红",
+    "紫",
+    "静",
+    "安",
+    "远",
+    "新",
+    "朗",
+)
+ZH_NOUNS = (
+    "松",
+    "竹",
+    "梅",
+    "兰",
+    "菊",
+    "云",
+    "山",
+    "河",
+    "湖",
+    "溪",
+    "月",
+    "星",
+    "风",
+    "雨",
+    "雪",
+    "石",
+    "林",
+    "桥",
+    "帆",
+    "灯",
+    "鹤",
+    "燕",
+    "鹿",
+    "鱼",
+    "叶",
+    "花",
+    "泉",
+    "峰",
+    "岛",
+    "田",
+    "禾",
+    "杉",
+)
+WORDS = {
+    "en": (ADJECTIVES, NOUNS),
+    "ko": (KO_ADJECTIVES, KO_NOUNS),
+    "zh": (ZH_ADJECTIVES, ZH_NOUNS),
+}
+
+
+def new_pseudonym(language: str = "en") -> str:
+    """A fresh random pseudonym in ``language`` (English for any other): ``"Calm Otter 27"``,
+    ``"맑은 구름 27"``, ``"青松 27"``."""
+    adjectives, nouns = WORDS.get(language, WORDS["en"])
+    number = 10 + secrets.randbelow(90)
+    if language == "zh":  # one word of two characters, then the number
+        return f"{secrets.choice(adjectives)}{secrets.choice(nouns)} {number}"
+    return f"{secrets.choice(adjectives)} {secrets.choice(nouns)} {number}"

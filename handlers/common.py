@@ -66,10 +66,12 @@ async def choose_language(update: Update, context: SafeContext) -> None:
     language = query.data.removeprefix("lang:")
     core = context.core
     async with core.sessions() as session, session.begin():
-        await set_language(session, actor.person_id, language)
+        fresh = await set_language(session, core.secrets, actor.person_id, language)
     await query.answer()
     first_time = not actor.language_chosen
-    context.actor = actor = replace(actor, language=language, language_chosen=True)
+    context.actor = actor = replace(
+        actor, language=language, language_chosen=True, pseudonym=fresh or actor.pseudonym
+    )
     context.wake_cleaner()  # the command menu follows the language
     await edit_pressed(query, t(language, "language_saved"))
     if not first_time:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import func, select
 
 from bot.i18n import t
@@ -13,7 +14,8 @@ from storage.models import Invite, Person, Role, utcnow
 from tests.conftest import RunningBot
 
 STRANGER_LINES = {t(lang, "stranger") for lang in ("ko", "en", "zh")}
-PSEUDONYM = re.compile(r"[A-Z][a-z]+ [A-Z][a-z]+ \d{2}")
+# A pseudonym in any of the three languages: "Calm Otter 27", "맑은 구름 27", "青松 27".
+PSEUDONYM = re.compile(r"([A-Z][a-z]+ [A-Z][a-z]+|[가-힣]+ [가-힣]+|[一-鿿]{2}) \d{2}")
 
 
 async def count(bot: RunningBot, model: type) -> int:
@@ -151,3 +153,18 @@ async def test_group_chats_get_no_answer(bot: RunningBot) -> None:
     )
     await bot.api.wait_idle()
     assert not [c for c in bot.api.calls[sent_before:] if c.method == "sendMessage"]
+
+
+@pytest.mark.parametrize(("language", "script"), [("ko", "[가-힣]"), ("zh", "[一-鿿]")])
+async def test_a_member_gets_a_pseudonym_in_their_language(
+    bot: RunningBot, language: str, script: str
+) -> None:
+    member = bot.api.user(620090, "Member", language_code=language)
+    await bot.enrol(member, Role.MEMBER, language)
+    async with bot.core.sessions() as session:
+        person = await session.scalar(select(Person))
+    assert person is not None and re.search(script, person.pseudonym)
+    welcome = next(m.text or "" for m in member.inbox() if person.pseudonym in (m.text or ""))
+    assert welcome.startswith(t(language, "welcome_name", pseudonym=person.pseudonym))
+    if language == "ko":
+        assert f"{person.pseudonym} " not in welcome  # the particle sits on the name

@@ -183,8 +183,11 @@ async def ask_forget(update: Update, context: SafeContext) -> None:
             await say(update, context, "revoke_unknown")
             return
         target, name = members[0].id, members[0].pseudonym
+    elif actor.is_admin:
+        await say(update, context, "forget_usage")
+        return
     else:
-        await say(update, context, "not_allowed" if actor.is_staff else "not_understood")
+        await say(update, context, "not_allowed")
         return
     data = "forget:me" if target == actor.person_id else f"forget:p:{target}"
     rows = [[(t(lang, "forget_confirm"), data + ":yes"), (t(lang, "forget_keep"), "forget:no")]]

@@ -92,3 +92,17 @@ async def test_replying_to_a_message_that_is_not_an_alert_goes_nowhere(
     await bot.api.wait_idle()
     assert not any("hello member" in (m.text or "") for m in team.member.inbox())
     assert pseudonym_of(team.member)  # the member is still there, just not reachable this way
+
+
+async def test_staff_commands_without_their_argument_answer_with_the_usage(
+    bot: RunningBot, team: Team
+) -> None:
+    for command, arg, key in (
+        ("forget", None, "forget_usage"),
+        ("revoke", None, "revoke_usage"),
+        ("invite", "foo", "invite_usage_admin"),
+    ):
+        await team.admin.send_command(command, arg)
+        await team.admin.wait_for_message(t("en", key))
+    await team.mina.send_command("invite", "foo")
+    await team.mina.wait_for_message(t("en", "invite_usage"))

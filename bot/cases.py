@@ -195,9 +195,13 @@ class CaseResult:
     other_name: str | None = None
 
 
-async def _name(session: AsyncSession, keys: ServerSecrets, person_id: str | None) -> str:
+async def _name(
+    session: AsyncSession, keys: ServerSecrets, person_id: str | None
+) -> str | None:
+    """The name staff see for a colleague; None if they are gone (the text then says "a
+    colleague", never a bare "?")."""
     person = await session.get(Person, person_id) if person_id else None
-    return shown_name_of(person, keys) if person is not None else "?"
+    return shown_name_of(person, keys) if person is not None else None
 
 
 async def _edit_other_copies(

@@ -233,7 +233,12 @@ async def case_action(update: Update, context: SafeContext) -> None:
         await query.answer(t(lang, "not_allowed"), show_alert=True)
         return
     if result.outcome is Outcome.TAKEN:
-        await query.answer(t(lang, "claim_taken", name=result.other_name), show_alert=True)
+        taken = (
+            t(lang, "claim_taken", name=result.other_name)
+            if result.other_name
+            else t(lang, "claim_taken_unknown")
+        )
+        await query.answer(taken, show_alert=True)
         return
     if result.outcome is Outcome.CLOSED:
         await query.answer(t(lang, "case_closed"))

@@ -267,7 +267,7 @@ class OutboxItem(Base):
     id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True, default=new_id)
     recipient_id: Mapped[str] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"))
     status: Mapped[str] = mapped_column(String(16), default=OutboxStatus.PENDING.value)
-    priority: Mapped[int] = mapped_column(default=1)
+    priority: Mapped[int] = mapped_column(default=2)  # bot.delivery.PRIORITY_NORMAL
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     due_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     attempts: Mapped[int] = mapped_column(default=0)

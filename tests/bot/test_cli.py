@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import stat
 import subprocess
@@ -43,10 +44,19 @@ def saferelay(tmp_path: Path, *args: str, **extra: str) -> subprocess.CompletedP
     )
 
 
-@pytest.fixture
-def initialised(tmp_path: Path) -> Path:
-    result = saferelay(tmp_path, "init", SAFERELAY_PASSPHRASE=PASSPHRASE)
+@pytest.fixture(scope="module")
+def initialised_once(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One real `saferelay init` per module: the team key's Argon2id (SENSITIVE, 1 GiB)
+    takes seconds, so each test gets a copy of its result instead of its own run."""
+    template = tmp_path_factory.mktemp("initialised")
+    result = saferelay(template, "init", SAFERELAY_PASSPHRASE=PASSPHRASE)
     assert result.returncode == 0, result.stderr
+    return template
+
+
+@pytest.fixture
+def initialised(initialised_once: Path, tmp_path: Path) -> Path:
+    shutil.copytree(initialised_once, tmp_path, dirs_exist_ok=True)
     return tmp_path
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from typing import Literal
+from typing import Literal, get_args
 
 log = logging.getLogger(__name__)
 
@@ -25,15 +25,7 @@ Kind = Literal[
     "escalations",
     "records purged",
 ]
-KINDS: tuple[Kind, ...] = (
-    "updates handled",
-    "messages sent",
-    "sends failed",
-    "chat messages cleared",
-    "chat clears failed",
-    "escalations",
-    "records purged",
-)
+KINDS: tuple[Kind, ...] = get_args(Kind)
 REPORT_SECONDS = 24 * 3600
 
 _counts: Counter[str] = Counter()

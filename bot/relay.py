@@ -136,21 +136,7 @@ async def correct_reply(
     member = await active_person(session, row.about_member_id)
     if member is None:
         return None
-    _store_note(
-        session,
-        keys,
-        member_id=member.id,
-        staff_id=actor.person_id,
-        from_member=False,
-        case_id=row.case_id,
-        text=text,
-    )
-    enqueue(
-        session,
-        keys,
-        member.id,
-        Outgoing(t(member.language, "reply_from_corrected", name=actor.shown_name, text=text)),
-    )
+    _send_reply(session, keys, actor, member, row.case_id, text, corrected=True)
     return member.pseudonym
 
 
@@ -196,26 +182,7 @@ async def reply_to_member(
         case = await session.get(Case, copy.case_id)
         if case is not None and case.claimed_by not in (None, actor.person_id):
             return ReplyResult(ReplyOutcome.TAKEN, member.pseudonym)
-    _store_note(
-        session,
-        keys,
-        member_id=member.id,
-        staff_id=actor.person_id,
-        from_member=False,
-        case_id=copy.case_id,
-        text=text,
-    )
-    enqueue(
-        session,
-        keys,
-        member.id,
-        Outgoing(
-            t(member.language, "reply_from", name=actor.shown_name, text=text),
-            on_failure=FailureNotice(
-                actor.person_id, "reply_blocked", {"pseudonym": member.pseudonym}
-            ),
-        ),
-    )
+    _send_reply(session, keys, actor, member, copy.case_id, text)
     if message_id is not None:
         await remember(
             session,
@@ -226,6 +193,41 @@ async def reply_to_member(
             about=About(member.id, copy.case_id, "reply"),
         )
     return ReplyResult(ReplyOutcome.SENT, member.pseudonym)
+
+
+def _send_reply(
+    session: AsyncSession,
+    keys: ServerSecrets,
+    actor: Actor,
+    member: Person,
+    case_id: str | None,
+    text: str,
+    *,
+    corrected: bool = False,
+) -> None:
+    """Keep a staff member's words (sealed) and queue them for the member, under the name
+    the member knows them by; the staff member hears if the member blocked the bot."""
+    _store_note(
+        session,
+        keys,
+        member_id=member.id,
+        staff_id=actor.person_id,
+        from_member=False,
+        case_id=case_id,
+        text=text,
+    )
+    key = "reply_from_corrected" if corrected else "reply_from"
+    enqueue(
+        session,
+        keys,
+        member.id,
+        Outgoing(
+            t(member.language, key, name=actor.shown_name, text=text),
+            on_failure=FailureNotice(
+                actor.person_id, "reply_blocked", {"pseudonym": member.pseudonym}
+            ),
+        ),
+    )
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,14 @@ from tests.fakebot import FakeUser
 from tests.handlers.conftest import Team, ask, pseudonym_of, revoke, staff_invite
 
 
+async def set_safety_word(member: FakeUser, word: str) -> None:
+    await member.send_command("settings")
+    await member.press(t("en", "set_duress_word"))
+    await member.wait_for_message(t("en", "ask_duress_word"))
+    await member.send_text(word)
+    await member.wait_for_message(t("en", "duress_word_saved"))
+
+
 def visible_texts(bot: RunningBot, user: FakeUser) -> list[str]:
     return [m.text or "" for m in bot.api.visible(user.chat_id)]
 
@@ -186,11 +194,7 @@ async def test_a_duress_word_from_a_rate_limited_member_still_alerts(
     bot: RunningBot, team: Team
 ) -> None:
     member = team.member
-    await member.send_command("settings")
-    await member.press(t("en", "set_duress_word"))
-    await member.wait_for_message(t("en", "ask_duress_word"))
-    await member.send_text("marigold")
-    await member.wait_for_message(t("en", "duress_word_saved"))
+    await set_safety_word(member, "marigold")
     # Given a member past their flood limit
     for n in range(8):
         await member.send_text(f"hello {n}")
@@ -236,11 +240,7 @@ async def test_a_safety_word_is_urgent_even_past_the_cap_on_urgent_requests(
     bot: RunningBot, team: Team
 ) -> None:
     member = team.member
-    await member.send_command("settings")
-    await member.press(t("en", "set_duress_word"))
-    await member.wait_for_message(t("en", "ask_duress_word"))
-    await member.send_text("marigold")
-    await member.wait_for_message(t("en", "duress_word_saved"))
+    await set_safety_word(member, "marigold")
     # Given the member already has the most urgent requests open that buttons may raise
     for _ in range(MAX_OPEN_URGENT):
         await ask(member, "danger", "now", None)

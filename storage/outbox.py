@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import OutboxItem, OutboxStatus
+from storage.models import OutboxItem, OutboxStatus, utcnow
 
 
 async def due_items(session: AsyncSession, now: datetime, limit: int) -> list[OutboxItem]:
@@ -50,12 +50,14 @@ async def retry_later(
 
 
 async def mark_failed(session: AsyncSession, item_id: str, error: str) -> None:
-    """Keep the fact of the failure for reporting; drop the readable content."""
+    """Keep the fact of the failure for reporting; drop the readable content. ``due_at``
+    becomes the moment it failed, which is what :func:`purge_failed` counts from."""
     await session.execute(
         update(OutboxItem)
         .where(OutboxItem.id == item_id)
         .values(
             status=OutboxStatus.FAILED.value,
+            due_at=utcnow(),
             last_error=error[:64],
             payload=None,
             attempts=OutboxItem.attempts + 1,
@@ -79,10 +81,11 @@ async def drop_collapsed(session: AsyncSession, collapse_key: str) -> None:
 
 
 async def purge_failed(session: AsyncSession, before: datetime) -> int:
-    """Failed items were reported when they failed; their rows go after a few days."""
+    """Failed items were reported when they failed; their rows go a few days after that
+    (counted from the failure, not from when the message was queued)."""
     result = await session.execute(
         delete(OutboxItem).where(
-            OutboxItem.status == OutboxStatus.FAILED.value, OutboxItem.created_at < before
+            OutboxItem.status == OutboxStatus.FAILED.value, OutboxItem.due_at < before
         )
     )
     return int(result.rowcount or 0)  # type: ignore[attr-defined]

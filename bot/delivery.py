@@ -28,20 +28,23 @@ import json
 import logging
 import time
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
-from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 from telegram.error import BadRequest, Forbidden, InvalidToken, RetryAfter, TelegramError
+from telegram.ext import ExtBot
 
 from bot import activity
 from bot.chat import About, remember
 from bot.core import Core
 from bot.i18n import t
 from bot.limits import MAX_BACKOFF_SECONDS, backoff
+from bot.pace import TAKEN, Pace
 from bot.people import chat_id_of
 from crypto.boxes import RecordPlace
 from crypto.keystore import ServerSecrets
@@ -55,6 +58,8 @@ PRIORITY_ESCALATION = 1  # re-alerts of urgent requests nobody claimed
 PRIORITY_NORMAL = 2  # alerts, relayed messages, replies
 PRIORITY_BULK = 3  # broadcasts, prompts
 PAYLOAD_VERSION = 1
+CHAT_IDS_KEPT = 10_000
+_IN_FLIGHT = float("inf")  # in Sender._busy: a send to this recipient is under way
 
 
 @dataclass(frozen=True)
@@ -152,35 +157,40 @@ def enqueue(
 class Sender:
     """Sends due outbox items until stopped. One per process.
 
+    Before every send it takes the most urgent due item whose chat may be sent to now
+    (storage.outbox.next_item): a turn from the shared :class:`~bot.pace.Pace` first, then
+    the choice, so an urgent item queued a moment ago goes ahead of a bulk backlog, and a
+    chat with a long queue never holds up the others -- its recipient is simply left out
+    of the choice until the chat's second has passed.
+
     Several sends are in flight at once (Telegram answers in ~100 ms, so one at a time
-    would cap us far below 30/s), but never two to the same chat, and the start of each
-    send is spaced to stay under the global rate.
+    would cap us far below 30/s), never two to the same chat. Chat ids are opened once per
+    recipient and kept in memory (never on disk); :meth:`forget` drops one when a person is
+    revoked or erased.
     """
 
     def __init__(
         self,
         core: Core,
-        bot: Bot,
+        bot: ExtBot[Any],
+        pace: Pace,
         *,
-        per_second: float = 30.0,
-        per_chat_interval: float = 1.0,
         concurrency: int = 8,
         idle_poll: float = 5.0,
         scrub: Callable[[], None] = lambda: None,
     ) -> None:
         self._core = core
         self._bot = bot
-        self._spacing = 1.0 / per_second
-        self._per_chat_interval = per_chat_interval
+        self._pace = pace
         self._slots = asyncio.Semaphore(concurrency)
         self._idle_poll = idle_poll
         self._wake = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
-        self._next_start = 0.0
-        self._paused_until = 0.0
-        self._chat_ready: dict[int, float] = {}  # in memory only: chat ids never hit disk
-        self._in_flight: dict[str, int] = {}  # outbox item id -> chat id
+        self._chat_ids: OrderedDict[str, int] = OrderedDict()
+        # Recipients left out of the next choice: a send in flight, or their chat's second
+        # not over yet (monotonic time it is).
+        self._busy: dict[str, float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._scrub = scrub
         self.sent = 0
@@ -189,6 +199,10 @@ class Sender:
     def wake(self) -> None:
         """Something was enqueued: look now instead of at the next poll."""
         self._wake.set()
+
+    def forget(self, person_id: str) -> None:
+        """A revoked or erased person: their chat id is not kept a moment longer."""
+        self._chat_ids.pop(person_id, None)
 
     def start(self) -> None:
         if self._task is None:
@@ -204,70 +218,82 @@ class Sender:
 
     async def _run(self) -> None:
         while not self._stopping:
-            # Cleared before looking, so a wake-up that arrives during the round is kept.
+            # Cleared before looking, so a wake-up that arrives during the step is kept.
             self._wake.clear()
             try:
-                pause = await self._round()
+                pause = await self._step()
             except Exception as exc:  # a database hiccup must not end delivery for good
-                log.error("outbox round failed: %s", type(exc).__name__, exc_info=exc)
+                log.error("outbox step failed: %s", type(exc).__name__, exc_info=exc)
                 pause = 1.0
-            if self._stopping:
-                break
+            if self._stopping or pause <= 0:
+                continue
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=max(pause, 0.005))
+                await asyncio.wait_for(self._wake.wait(), timeout=pause)
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    async def _round(self) -> float:
-        """Start every due item that may go now; return how long to wait before the next."""
-        now_mono = time.monotonic()
-        if now_mono < self._paused_until:
-            return self._paused_until - now_mono
-        core = self._core
-        async with core.sessions() as session:
-            items = await queue.due_items(session, utcnow(), limit=100)
-            next_due = await queue.next_due(session)
-            targets = {
-                i.recipient_id: await chat_id_of(session, core.secrets, i.recipient_id)
-                for i in items
-                if i.id not in self._in_flight
-            }
-        soonest = self._idle_poll
-        busy_chats = set(self._in_flight.values())
-        for item in items:
-            if item.id in self._in_flight:
-                continue
-            chat_id = targets.get(item.recipient_id)
+    async def _step(self) -> float:
+        """Start the most urgent sendable item, if any; return how long to wait before the
+        next step (0: at once)."""
+        await self._slots.acquire()
+        started = False
+        try:
+            # Wait for a free turn before choosing, so the choice is made at the last moment.
+            await self._pace.wait_free()
+            if self._stopping:
+                return 0.0
+            now = time.monotonic()
+            self._busy = {r: at for r, at in self._busy.items() if at > now}
+            core = self._core
+            async with core.sessions() as session:
+                item = await queue.next_item(session, utcnow(), exclude=self._busy)
+                if item is None:
+                    return await self._idle_for(session, now)
+                chat_id = await self._chat_id(session, item.recipient_id)
             if chat_id is None:
                 # Revoked or erased since it was queued: they receive nothing more.
                 async with core.sessions() as session, session.begin():
                     await queue.remove(session, item.id)
-                continue
-            ready = self._chat_ready.get(chat_id, 0.0)
-            if chat_id in busy_chats or ready > time.monotonic():
-                soonest = min(soonest, max(ready - time.monotonic(), 0.01))
-                continue
-            await self._slots.acquire()
-            wait = self._next_start - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            self._next_start = time.monotonic() + self._spacing
-            self._chat_ready[chat_id] = time.monotonic() + self._per_chat_interval
-            busy_chats.add(chat_id)
-            self._in_flight[item.id] = chat_id
+                return 0.0
+            free_at = self._pace.chat_free_at(chat_id)
+            if free_at > time.monotonic():
+                # The chat had a message lately (a handler's answer): wait for its second.
+                self._busy[item.recipient_id] = free_at
+                return 0.0
+            await self._pace.turn(chat_id)
+            self._busy[item.recipient_id] = _IN_FLIGHT
             task = asyncio.create_task(self._deliver(item, chat_id))
             self._tasks.add(task)
             task.add_done_callback(self._done)
-            if self._stopping or time.monotonic() < self._paused_until:
-                break
-        if next_due is not None and (until_due := (next_due - utcnow()).total_seconds()) > 0:
-            soonest = min(soonest, until_due)
-        # Items already due but held back are covered above (their chat's next free slot)
-        # or by the wake-up each finished send gives.
-        if len(self._chat_ready) > 10_000:
-            now_mono = time.monotonic()
-            self._chat_ready = {c: r for c, r in self._chat_ready.items() if r > now_mono}
+            started = True
+            return 0.0
+        finally:
+            if not started:
+                self._slots.release()
+
+    async def _idle_for(self, session: AsyncSession, now: float) -> float:
+        """Nothing sendable now: until a held-back chat frees up, the next item falls due,
+        or the idle poll -- whichever is first (a wake-up cuts it short)."""
+        soonest = self._idle_poll
+        waiting = [at for at in self._busy.values() if at != _IN_FLIGHT]
+        if waiting:
+            soonest = min(soonest, max(min(waiting) - now, 0.005))
+        next_due = await queue.next_due(session, utcnow())
+        if next_due is not None:
+            soonest = min(soonest, max((next_due - utcnow()).total_seconds(), 0.005))
         return soonest
+
+    async def _chat_id(self, session: AsyncSession, person_id: str) -> int | None:
+        chat_id = self._chat_ids.get(person_id)
+        if chat_id is not None:
+            self._chat_ids.move_to_end(person_id)
+            return chat_id
+        chat_id = await chat_id_of(session, self._core.secrets, person_id)
+        if chat_id is not None:
+            self._chat_ids[person_id] = chat_id
+            if len(self._chat_ids) > CHAT_IDS_KEPT:
+                self._chat_ids.popitem(last=False)
+        return chat_id
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
@@ -280,7 +306,8 @@ class Sender:
         except Exception as exc:  # e.g. the database was busy: the item stays due
             log.error("outbox delivery step failed: %s", type(exc).__name__, exc_info=exc)
         finally:
-            self._in_flight.pop(item.id, None)
+            # The chat's own second runs from this send's turn (Pace.chat_free_at).
+            self._busy[item.recipient_id] = self._pace.chat_free_at(chat_id)
             # A sent or failed item's readable text left the table: have the WAL forget
             # it too (debounced by the scrubber).
             self._scrub()
@@ -301,11 +328,10 @@ class Sender:
         try:
             sent_message_id = await self._send(chat_id, message)
         except RetryAfter as exc:
+            # The pace already holds every turn for this long (flood control is per bot).
             with warnings.catch_warnings():  # PTB 22 warns that the type will change
                 warnings.simplefilter("ignore")
                 delay = _seconds(exc.retry_after)
-            # Flood control is per bot: hold every send, not just this one.
-            self._paused_until = max(self._paused_until, time.monotonic() + delay)
             await self._later(item, delay, "429", count=False)
         except Forbidden:
             await self._fail(item, message, "403")
@@ -333,6 +359,7 @@ class Sender:
                         item.recipient_id,
                         [sent_message_id],
                         about=message.link,
+                        fresh=True,
                     )
             self.sent += 1
             activity.count("messages sent")
@@ -340,11 +367,19 @@ class Sender:
     async def _send(self, chat_id: int, message: Outgoing) -> int | None:
         if message.edit_message_id is not None:
             await self._bot.edit_message_text(
-                message.text, chat_id, message.edit_message_id, reply_markup=message.markup()
+                message.text,
+                chat_id,
+                message.edit_message_id,
+                reply_markup=message.markup(),
+                rate_limit_args=TAKEN,
             )
             return None
         sent = await self._bot.send_message(
-            chat_id, message.text, reply_markup=message.markup(), protect_content=True
+            chat_id,
+            message.text,
+            reply_markup=message.markup(),
+            protect_content=True,
+            rate_limit_args=TAKEN,
         )
         return sent.message_id
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 
 from sqlalchemy import delete, func, select, update
@@ -10,20 +11,30 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from storage.models import OutboxItem, OutboxStatus, utcnow
 
 
-async def due_items(session: AsyncSession, now: datetime, limit: int) -> list[OutboxItem]:
-    """Pending items whose time has come, most urgent first, oldest first."""
-    result = await session.scalars(
+async def next_item(
+    session: AsyncSession, now: datetime, *, exclude: Collection[str] = ()
+) -> OutboxItem | None:
+    """The most urgent pending item that is due, oldest first within a priority, leaving
+    out the recipients in ``exclude`` (a send in flight, or their chat's second not over).
+    One index walk in (priority, due_at) order: no sort, and a busy recipient's backlog is
+    stepped over, not fetched."""
+    query = (
         select(OutboxItem)
         .where(OutboxItem.status == OutboxStatus.PENDING.value, OutboxItem.due_at <= now)
         .order_by(OutboxItem.priority, OutboxItem.due_at, OutboxItem.created_at)
-        .limit(limit)
+        .limit(1)
     )
-    return list(result)
+    if exclude:
+        query = query.where(OutboxItem.recipient_id.not_in(list(exclude)))
+    return await session.scalar(query)
 
 
-async def next_due(session: AsyncSession) -> datetime | None:
+async def next_due(session: AsyncSession, now: datetime) -> datetime | None:
+    """When the next pending item that is not due yet falls due."""
     return await session.scalar(
-        select(func.min(OutboxItem.due_at)).where(OutboxItem.status == OutboxStatus.PENDING.value)
+        select(func.min(OutboxItem.due_at)).where(
+            OutboxItem.status == OutboxStatus.PENDING.value, OutboxItem.due_at > now
+        )
     )
 
 

@@ -1,0 +1,132 @@
+"""Telegram's flood limits, kept by everything that sends: one pace for the whole process.
+
+Telegram refuses (429) a bot that sends more than about 30 messages a second overall, or
+more than about one a second to one chat for long. Two kinds of sender share that budget:
+handlers answering the person in front of them, and the outbox sender (bot/delivery.py).
+:class:`Pace` is both python-telegram-bot's rate limiter -- so every ``send_message`` or
+edit, from anywhere, takes a turn -- and the gate the outbox sender consults before it
+picks an item, so it can choose the most urgent item at the moment a turn is free.
+
+Turns are spaced evenly at ``per_second`` (29, one below the limit), measured when the
+request leaves rather than when answers come back: answers that bunch up do not release a
+burst, and any 30 consecutive sends span more than a second even with ~30 ms of jitter on
+the way. Only the outbox sender waits for a chat's own second; a handler's answer to a
+person who just pressed a button goes at once (Telegram tolerates a short burst in a chat
+that is talking to the bot, which the fake Bot API models as a small bucket).
+
+A 429 that gets through anyway (another process on the same token, a stricter limit)
+pauses every turn for its ``retry_after``.
+
+Chat ids are in memory only, as everywhere: never logged or written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import warnings
+from collections.abc import Callable, Coroutine
+from datetime import timedelta
+from typing import Any
+
+from telegram.error import RetryAfter
+from telegram.ext import BaseRateLimiter
+
+PER_SECOND = 29.0
+PER_CHAT_INTERVAL = 1.05  # a second, and a little for jitter
+# Bot API methods that put or change a message in a chat: what Telegram counts.
+PACED = frozenset(
+    {
+        "sendMessage",
+        "copyMessage",
+        "forwardMessage",
+        "editMessageText",
+        "editMessageReplyMarkup",
+        "sendPhoto",
+        "sendDocument",
+        "sendVideo",
+        "sendAudio",
+        "sendVoice",
+        "sendSticker",
+        "sendLocation",
+        "sendContact",
+        "sendPoll",
+        "sendMediaGroup",
+    }
+)
+# Marks a call whose turn the caller already took (the outbox sender).
+TAKEN = "turn-taken"
+CHATS_REMEMBERED = 10_000
+
+
+class Pace(BaseRateLimiter[str]):
+    def __init__(
+        self,
+        *,
+        per_second: float = PER_SECOND,
+        per_chat_interval: float = PER_CHAT_INTERVAL,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._spacing = 1.0 / per_second
+        self._per_chat = per_chat_interval
+        self._clock = clock
+        self._last = -1e9
+        self._paused_until = 0.0
+        self._chat_last: dict[int, float] = {}
+
+    async def initialize(self) -> None:
+        """Nothing to set up; required by PTB's interface."""
+
+    async def shutdown(self) -> None:
+        """Nothing to release; required by PTB's interface."""
+
+    def free_at(self) -> float:
+        """When the next turn is free (monotonic seconds)."""
+        return max(self._last + self._spacing, self._paused_until)
+
+    def chat_free_at(self, chat_id: int) -> float:
+        """When this chat may get its next message from the outbox."""
+        return self._chat_last.get(chat_id, -1e9) + self._per_chat
+
+    def pause(self, seconds: float) -> None:
+        """Telegram said "retry after": every turn waits, not just the refused one."""
+        self._paused_until = max(self._paused_until, self._clock() + seconds)
+
+    async def wait_free(self) -> None:
+        """Until a turn is free. A loop, because a pause may start while we sleep; what is
+        awaited is a moment in time, not an event."""
+        while (wait := self.free_at() - self._clock()) > 0:  # noqa: ASYNC110
+            await asyncio.sleep(wait)
+
+    async def turn(self, chat_id: int | None) -> None:
+        """Wait for the next free turn and take it for ``chat_id``."""
+        await self.wait_free()
+        now = self._clock()
+        self._last = now
+        if chat_id is not None:
+            if len(self._chat_last) >= CHATS_REMEMBERED:
+                self._chat_last = {
+                    c: t for c, t in self._chat_last.items() if t + self._per_chat > now
+                }
+            self._chat_last[chat_id] = now
+
+    async def process_request(
+        self,
+        callback: Callable[..., Coroutine[Any, Any, bool | dict[str, Any] | list[dict[str, Any]]]],
+        args: Any,
+        kwargs: dict[str, Any],
+        endpoint: str,
+        data: dict[str, Any],
+        rate_limit_args: str | None,
+    ) -> bool | dict[str, Any] | list[dict[str, Any]]:
+        if endpoint in PACED and rate_limit_args != TAKEN:
+            chat = data.get("chat_id")
+            await self.turn(chat if isinstance(chat, int) else None)
+        try:
+            return await callback(*args, **kwargs)
+        except RetryAfter as exc:
+            with warnings.catch_warnings():  # PTB 22 warns that the type will change
+                warnings.simplefilter("ignore")
+                delay = exc.retry_after
+            self.pause(delay.total_seconds() if isinstance(delay, timedelta) else float(delay))
+            raise

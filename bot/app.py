@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, TypeAlias
+from typing import Any
 
 from telegram.error import TelegramError
 from telegram.ext import Application, ApplicationBuilder, ContextTypes
@@ -15,6 +15,7 @@ from bot.core import Core
 from bot.delivery import Sender
 from bot.i18n import LANGUAGES, STRANGER_LANGUAGE, t
 from bot.limits import RateLimiter
+from bot.pace import Pace
 from bot.retention import purge_old_records
 from bot.scrubber import WalScrubber
 from bot.settings import Settings
@@ -25,17 +26,24 @@ from handlers.context import (
     CLEANER_KEY,
     CORE_KEY,
     LIMITER_KEY,
+    PACE_KEY,
     SCRUBBER_KEY,
     SENDER_KEY,
     STRANGERS_KEY,
     WORD_LIMITER_KEY,
     SafeContext,
 )
+from handlers.unit import unit_of_work
 from storage.db import make_engine, make_sessionmaker, migrate
 
 log = logging.getLogger(__name__)
 
-SafeApplication: TypeAlias = Application[Any, SafeContext, Any, Any, Any, Any]
+class SafeApplication(Application[Any, SafeContext, Any, Any, Any, Any]):
+    """PTB's Application, with every update handled as one unit of work (handlers/unit.py)."""
+
+    async def process_update(self, update: object) -> None:
+        async with unit_of_work(self.bot_data[CORE_KEY]):
+            await super().process_update(update)
 
 
 def build_core(settings: Settings) -> Core:
@@ -49,7 +57,7 @@ def build_core(settings: Settings) -> Core:
     )
 
 
-async def _post_init(app: SafeApplication) -> None:
+async def _post_init(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
     core: Core = app.bot_data[CORE_KEY]
     if await migrate(core.engine):
         log.info("database schema brought up to date")
@@ -68,7 +76,7 @@ async def _post_init(app: SafeApplication) -> None:
     scrubber = WalScrubber(core.engine)
     app.bot_data[SCRUBBER_KEY] = scrubber
     scrubber.start()
-    sender = Sender(core, app.bot, scrub=scrubber.request)
+    sender = Sender(core, app.bot, app.bot_data[PACE_KEY], scrub=scrubber.request)
     app.bot_data[SENDER_KEY] = sender
     sender.start()
     assert app.job_queue is not None
@@ -116,7 +124,7 @@ async def _sweep(context: SafeContext) -> None:
         context.wake_outbox()
 
 
-async def _post_stop(app: SafeApplication) -> None:
+async def _post_stop(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
     sender = app.bot_data.get(SENDER_KEY)
     if sender is not None:
         await sender.stop()
@@ -125,7 +133,7 @@ async def _post_stop(app: SafeApplication) -> None:
         await scrubber.stop()
 
 
-async def _post_shutdown(app: SafeApplication) -> None:
+async def _post_shutdown(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
     core: Core = app.bot_data[CORE_KEY]
     await core.engine.dispose()
 
@@ -133,8 +141,10 @@ async def _post_shutdown(app: SafeApplication) -> None:
 def build_application(settings: Settings, core: Core | None = None) -> SafeApplication:
     """The whole bot, ready for ``run_polling`` (or for tests: initialize/start)."""
     core = core or build_core(settings)
-    app: SafeApplication = (
+    pace = Pace()
+    built = (
         ApplicationBuilder()
+        .application_class(SafeApplication)
         .token(settings.require_token())
         .base_url(settings.telegram_api_base_url)
         .base_file_url(settings.telegram_file_base_url)
@@ -142,12 +152,16 @@ def build_application(settings: Settings, core: Core | None = None) -> SafeAppli
         .connect_timeout(settings.telegram_timeout_seconds)
         .read_timeout(settings.telegram_timeout_seconds)
         .write_timeout(settings.telegram_timeout_seconds)
+        .rate_limiter(pace)
         .post_init(_post_init)
         .post_stop(_post_stop)
         .post_shutdown(_post_shutdown)
         .build()
     )
+    assert isinstance(built, SafeApplication)
+    app = built
     app.bot_data[CORE_KEY] = core
+    app.bot_data[PACE_KEY] = pace
     app.bot_data[LIMITER_KEY] = RateLimiter(settings.messages_per_minute)
     app.bot_data[WORD_LIMITER_KEY] = RateLimiter(WORD_CHECKS_PER_MINUTE)
     app.bot_data[STRANGERS_KEY] = StrangerDoor()

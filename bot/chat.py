@@ -83,13 +83,15 @@ async def remember(
     outgoing: bool = True,
     about: About | None = None,
     until: datetime | None = None,
+    fresh: bool = False,
 ) -> None:
     """Schedule deletion of these messages in someone's chat.
 
     ``at_once`` makes them due now; ``until`` brings the deletion forward to that moment if
     it is sooner (an invite link goes when the invite expires); ``about`` links a staff copy
     to the member and request it is about. A message already scheduled (an edit keeps its
-    id) is updated, never added twice.
+    id) is updated, never added twice; ``fresh`` says they were just sent or received, so
+    none can be known yet (one query fewer on the hot path).
     """
     ids = list(dict.fromkeys(message_ids))
     if not ids:
@@ -101,10 +103,14 @@ async def remember(
     delete_at = now if at_once else now + clear_delay(person, settings)
     if until is not None:
         delete_at = min(delete_at, max(until, now))
-    known = set(
-        await session.scalars(
-            select(ChatMessage.message_id).where(
-                ChatMessage.person_id == person_id, ChatMessage.message_id.in_(ids)
+    known = (
+        set()
+        if fresh
+        else set(
+            await session.scalars(
+                select(ChatMessage.message_id).where(
+                    ChatMessage.person_id == person_id, ChatMessage.message_id.in_(ids)
+                )
             )
         )
     )

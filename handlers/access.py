@@ -20,7 +20,6 @@ from telegram import Chat, MessageEntity, Update
 from telegram.ext import ApplicationHandlerStop
 
 from bot import activity
-from bot.chat import remember
 from bot.i18n import t
 from bot.limits import Verdict
 from bot.logs import remember_values
@@ -30,6 +29,7 @@ from crypto.words import could_be_word
 from handlers.context import STRANGERS_KEY, SafeContext
 from handlers.render import language_of, say
 from handlers.safety import AWAITING_WORD, act_on_word
+from handlers.unit import current_unit
 
 log = logging.getLogger(__name__)
 
@@ -133,8 +133,9 @@ async def _identify(update: Update, context: SafeContext) -> None:
     for seen in (message, edited):
         if seen is not None and seen.text:
             remember_values(seen.text)
-    async with core.sessions() as session:
-        context.actor = actor = await find_actor(session, core.secrets, user.id)
+    unit = current_unit()
+    assert unit is not None
+    context.actor = actor = await find_actor(unit.session(), core.secrets, user.id)
     now = time.monotonic()
     if actor is None:
         key = core.secrets.pepper.user_lookup(user.id).hex()
@@ -143,18 +144,12 @@ async def _identify(update: Update, context: SafeContext) -> None:
         answer_stranger(update, context)
         raise ApplicationHandlerStop
     if message is not None:
-        # Both sides of every chat clear themselves; revealing media goes at once.
+        # Both sides of every chat clear themselves; revealing media goes at once. Noted in
+        # the update's transaction, committed with whatever the handler does.
         at_once = actor.is_member and any(getattr(message, kind, None) for kind in REVEALING)
-        async with core.sessions() as session, session.begin():
-            await remember(
-                session,
-                core.settings,
-                actor.person_id,
-                [message.message_id],
-                outgoing=False,
-                at_once=at_once,
-            )
+        await unit.note_incoming(actor.person_id, message.message_id, at_once=at_once)
         if at_once:
+            await unit.commit()
             context.wake_cleaner()
     await _check_words(update, context, actor, now)
     verdict = context.limiter.check(actor.person_id, now)

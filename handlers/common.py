@@ -15,13 +15,13 @@ from telegram.ext import (
     filters,
 )
 
-from bot.chat import remember
 from bot.i18n import language_from_telegram, t
 from bot.people import redeem_invite, set_language
 from handlers import member, staff
 from handlers.access import answer_stranger, identify_sender
 from handlers.context import SafeContext
 from handlers.render import edit_pressed, language_keyboard, member_menu, say, send
+from handlers.unit import current_unit
 
 log = logging.getLogger(__name__)
 
@@ -35,24 +35,22 @@ async def start(update: Update, context: SafeContext) -> None:
         await say(update, context, "already_enrolled")
         return
     token = context.args[0] if context.args else ""
-    core = context.core
-    async with core.sessions() as session, session.begin():
-        actor = await redeem_invite(
-            session,
-            core.secrets,
-            token,
-            telegram_user_id=user.id,
-            chat_id=update.effective_chat.id,
-            language=language_from_telegram(user.language_code),
-        )
+    core, unit = context.core, current_unit()
+    assert unit is not None
+    actor = await redeem_invite(
+        unit.session(),
+        core.secrets,
+        token,
+        telegram_user_id=user.id,
+        chat_id=update.effective_chat.id,
+        language=language_from_telegram(user.language_code),
+    )
     if actor is None:
         answer_stranger(update, context)
         return
     context.actor = actor
-    async with core.sessions() as session, session.begin():
-        await remember(
-            session, core.settings, actor.person_id, [message.message_id], outgoing=False
-        )
+    await unit.note_incoming(actor.person_id, message.message_id, at_once=False)
+    await unit.commit()
     # The link's message leaves its maker's chat, and the newcomer's menu is set.
     context.wake_cleaner()
     await say(update, context, "language_prompt", language_keyboard())
@@ -65,8 +63,9 @@ async def choose_language(update: Update, context: SafeContext) -> None:
         return
     language = query.data.removeprefix("lang:")
     core = context.core
-    async with core.sessions() as session, session.begin():
-        fresh = await set_language(session, core.secrets, actor.person_id, language)
+    session = context.session()
+    fresh = await set_language(session, core.secrets, actor.person_id, language)
+    await context.commit()
     await query.answer()
     first_time = not actor.language_chosen
     context.actor = actor = replace(
@@ -149,6 +148,13 @@ async def edited_message(update: Update, context: SafeContext) -> None:
 
 async def on_error(update: object, context: SafeContext) -> None:
     """Log the failure without content and tell the person, kindly, in their language."""
+    unit = current_unit()
+    if unit is not None:
+        # The failed handler's writes go; the note deleting the person's message stays.
+        try:
+            await unit.rollback()
+        except Exception as exc:
+            log.error("rollback after a failure failed: %s", type(exc).__name__)
     error = context.error
     # Only the type and where it happened: an exception's text can carry message content.
     log.error(

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
 from telegram.ext import Application, CallbackContext, ExtBot
 
 from bot.core import Core
 from bot.limits import RateLimiter
 from bot.people import Actor
 from bot.safety import WordKind
+from handlers.unit import current_unit
 
 CORE_KEY = "core"
 SENDER_KEY = "sender"
 CLEANER_KEY = "cleaner"
 LIMITER_KEY = "limiter"
+PACE_KEY = "pace"
 SCRUBBER_KEY = "scrubber"
 STRANGERS_KEY = "strangers"
 WORD_LIMITER_KEY = "word_limiter"
@@ -74,6 +77,25 @@ class SafeContext(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], 
         limiter = self.application.bot_data[WORD_LIMITER_KEY]
         assert isinstance(limiter, RateLimiter)
         return limiter
+
+    def session(self) -> AsyncSession:
+        """This update's session (handlers/unit.py): one transaction for the whole update."""
+        unit = current_unit()
+        if unit is None:
+            raise RuntimeError("no unit of work outside an update")
+        return unit.session()
+
+    async def commit(self) -> None:
+        """Commit the update's work so far: before telling the person it is done."""
+        unit = current_unit()
+        if unit is not None:
+            await unit.commit()
+
+    def forget_recipient(self, person_id: str) -> None:
+        """A revoked or erased person: the outbox sender drops the chat id it kept."""
+        sender = self.application.bot_data.get(SENDER_KEY)
+        if sender is not None:
+            sender.forget(person_id)
 
     def require_actor(self) -> Actor:
         """The sender; access control guarantees one for every handler after group -1."""

@@ -6,7 +6,6 @@ step seals them to the team key, so a half-finished check-in leaves nothing on d
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import warnings
 from collections.abc import Callable, Coroutine
@@ -159,12 +158,13 @@ async def _finish(update: Update, context: SafeContext, note: str | None) -> int
         _forget_draft(context)
         return ConversationHandler.END
     answers = CheckInAnswers(health=draft["health"], threat=draft["threat"], note=note)
-    async with core.sessions() as session, session.begin():
-        await submit_checkin(session, core.secrets, actor.person_id, answers)
+    session = context.session()
+    await submit_checkin(session, core.secrets, actor.person_id, answers)
+    await context.commit()
     context.wake_outbox()
-    await _close_prompt(context, actor.language)
+    prompt = _draft(context).get("prompt")
     _forget_draft(context)
-    await say(update, context, "checkin_thanks")
+    await _confirm(update, context, prompt, "checkin_thanks")
     return ConversationHandler.END
 
 
@@ -182,6 +182,30 @@ async def _close_prompt(context: SafeContext, language: str, key: str | None = N
     except TelegramError:  # the prompt may be gone already (deleted by the member)
         # Not logged: a dated line would say when a check-in happened (bot/activity.py).
         pass
+
+
+async def _confirm(
+    update: Update, context: SafeContext, prompt: tuple[int, int] | None, key: str
+) -> None:
+    """Say a flow is done. Where the member is looking at the prompt -- they pressed its
+    button, or typed the message right below it -- the prompt itself becomes the
+    confirmation (one edit: no new message to send, note and clear later). Otherwise the
+    prompt loses its buttons and the confirmation is a new message."""
+    text = t(context.require_actor().language, key)
+    message = update.effective_message
+    if prompt is not None:
+        chat_id, message_id = prompt
+        in_view = update.callback_query is not None or (
+            message is not None and message.message_id == message_id + 1
+        )
+        try:
+            if in_view:
+                await context.bot.edit_message_text(text, chat_id, message_id)
+                return
+            await context.bot.edit_message_reply_markup(chat_id, message_id, reply_markup=None)
+        except TelegramError:  # gone already (deleted by the member); not logged, as above
+            pass
+    await say(update, context, key)
 
 
 async def remind_buttons(update: Update, context: SafeContext) -> int | None:
@@ -263,14 +287,11 @@ async def answer_ask_text(update: Update, context: SafeContext) -> int:
         await say(update, context, "stale_button")
         return ConversationHandler.END
     request = HelpRequest(draft["category"], draft["urgency"], text)
-    async with core.sessions() as session, session.begin():
-        await open_case(session, core, actor.person_id, request)
+    session = context.session()
+    await open_case(session, core, actor.person_id, request)
+    await context.commit()
     context.wake_outbox()
-    prompt = draft.get("prompt")
-    if prompt is not None:
-        with contextlib.suppress(TelegramError):  # gone already; not logged (as above)
-            await context.bot.edit_message_reply_markup(prompt[0], prompt[1], reply_markup=None)
-    await say(update, context, "ask_sent")
+    await _confirm(update, context, draft.get("prompt"), "ask_sent")
     return ConversationHandler.END
 
 
@@ -295,10 +316,11 @@ async def relay_message(update: Update, context: SafeContext) -> None:
     if len(text) > RELAY_LIMIT:
         await say(update, context, "relay_too_long", limit=RELAY_LIMIT)
         return
-    async with core.sessions() as session, session.begin():
-        await relay_from_member(
-            session, core.secrets, actor.person_id, text, message_id=message.message_id
-        )
+    session = context.session()
+    await relay_from_member(
+        session, core.secrets, actor.person_id, text, message_id=message.message_id
+    )
+    await context.commit()
     context.wake_outbox()
     await say(update, context, "relay_sent")
 
@@ -309,10 +331,11 @@ async def relay_correction(update: Update, context: SafeContext) -> None:
     text = ((message.text if message else None) or "").strip()
     if message is None or not text or len(text) > RELAY_LIMIT:
         return
-    async with core.sessions() as session, session.begin():
-        sent = await correct_from_member(
-            session, core.secrets, actor.person_id, message.message_id, text
-        )
+    session = context.session()
+    sent = await correct_from_member(
+        session, core.secrets, actor.person_id, message.message_id, text
+    )
+    await context.commit()
     if sent:
         context.wake_outbox()
 

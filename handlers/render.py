@@ -11,6 +11,7 @@ from telegram.error import BadRequest
 from bot.chat import remember
 from bot.i18n import LANGUAGE_NAMES, LANGUAGES, language_from_telegram, t
 from handlers.context import SafeContext
+from handlers.unit import current_unit
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +61,16 @@ async def send(
     )
     actor = context.actor
     if actor is not None:
-        core = context.core
-        async with core.sessions() as session, session.begin():
-            await remember(session, core.settings, actor.person_id, [sent.message_id])
+        core, unit = context.core, current_unit()
+        if unit is not None:  # committed with the rest of the update
+            await remember(
+                unit.session(), core.settings, actor.person_id, [sent.message_id], fresh=True
+            )
+        else:
+            async with core.sessions() as session, session.begin():
+                await remember(
+                    session, core.settings, actor.person_id, [sent.message_id], fresh=True
+                )
     return sent
 
 

@@ -61,8 +61,9 @@ async def quick_exit(update: Update, context: SafeContext) -> None:
     if update.callback_query is not None:
         await update.callback_query.answer()
     end_flows(update, context)
-    async with core.sessions() as session, session.begin():
-        await clear_all_now(session, actor.person_id)
+    session = context.session()
+    await clear_all_now(session, actor.person_id)
+    await context.commit()
     await delete_due(core, context.bot, person_id=actor.person_id)
     raise ApplicationHandlerStop
 
@@ -74,8 +75,9 @@ async def act_on_word(update: Update, context: SafeContext, word: WordKind) -> N
         await quick_exit(update, context)  # stops the update
         return
     core = context.core
-    async with core.sessions() as session, session.begin():
-        await raise_duress(session, core, context.require_actor().person_id)
+    session = context.session()
+    await raise_duress(session, core, context.require_actor().person_id)
+    await context.commit()
     context.wake_outbox()
     # No stop: the message goes on to whatever would have handled it.
 
@@ -121,18 +123,19 @@ async def settings_choice(update: Update, context: SafeContext) -> None:
             await query.answer(t(actor.language, "stale_button"))
         return
     _, what, value = query.data.split(":", 2)
-    async with core.sessions() as session, session.begin():
-        if what == "clear":
-            await set_clear_after(session, actor.person_id, int(value))
-            answer = t(actor.language, "clear_saved", choice=t(actor.language, f"clear_{value}"))
-        elif value == "none":
-            await set_word(session, core.secrets, actor.person_id, WordKind.CODE, None)
-            await set_word(session, core.secrets, actor.person_id, WordKind.DURESS, None)
-            answer = t(actor.language, "words_removed")
-        else:
-            if context.user_data is not None:
-                context.user_data[AWAITING_WORD] = value
-            answer = ""
+    session = context.session()
+    if what == "clear":
+        await set_clear_after(session, actor.person_id, int(value))
+        answer = t(actor.language, "clear_saved", choice=t(actor.language, f"clear_{value}"))
+    elif value == "none":
+        await set_word(session, core.secrets, actor.person_id, WordKind.CODE, None)
+        await set_word(session, core.secrets, actor.person_id, WordKind.DURESS, None)
+        answer = t(actor.language, "words_removed")
+    else:
+        if context.user_data is not None:
+            context.user_data[AWAITING_WORD] = value
+        answer = ""
+    await context.commit()
     await query.answer(answer or None)
     if what == "word" and value != "none":
         prompt = await say(update, context, f"ask_{value}_word")
@@ -149,15 +152,16 @@ async def _save_word(update: Update, context: SafeContext, word: str) -> None:
     on_screen = [context.user_data.pop(WORD_PROMPT, None)]
     if message is not None:
         on_screen.append(message.message_id)
-    async with core.sessions() as session, session.begin():
-        problem = await set_word(session, core.secrets, actor.person_id, kind, word)
-        await remember(
-            session,
-            core.settings,
-            actor.person_id,
-            [m for m in on_screen if m is not None],
-            at_once=True,
-        )
+    session = context.session()
+    problem = await set_word(session, core.secrets, actor.person_id, kind, word)
+    await remember(
+        session,
+        core.settings,
+        actor.person_id,
+        [m for m in on_screen if m is not None],
+        at_once=True,
+    )
+    await context.commit()
     context.wake_cleaner()
     if problem is WordProblem.SAME_AS_OTHER:
         await say(update, context, "word_same")
@@ -174,10 +178,11 @@ async def ask_forget(update: Update, context: SafeContext) -> None:
     if actor.is_member:
         target, name = actor.person_id, None
     elif actor.is_admin and context.args:
-        async with core.sessions() as session:
-            found = await find_by_name(
-                session, core.secrets, " ".join(context.args), include_revoked=True
-            )
+        session = context.session()
+        found = await find_by_name(
+            session, core.secrets, " ".join(context.args), include_revoked=True
+        )
+        await context.commit()
         members = [p for p in found if p.role == "member"]
         if not members:
             await say(update, context, "revoke_unknown")
@@ -216,11 +221,13 @@ async def confirm_forget(update: Update, context: SafeContext) -> None:
         return
     await query.answer()
     end_flows(update, context)
-    async with core.sessions() as session, session.begin():
-        erased = await erase_member(session, core.secrets, target)
+    session = context.session()
+    erased = await erase_member(session, core.secrets, target)
+    await context.commit()
     if not erased:
         await say(update, context, "revoke_unknown")
         return
+    context.forget_recipient(target)
     context.wake_outbox()
     context.scrub()
     if target != actor.person_id:

@@ -76,8 +76,9 @@ async def invite(update: Update, context: SafeContext) -> None:
     if not may_invite(actor, role):
         await say(update, context, "not_allowed")
         return
-    async with core.sessions() as session, session.begin():
-        made = await create_invite(session, core.secrets, role, created_by=actor.person_id)
+    session = context.session()
+    made = await create_invite(session, core.secrets, role, created_by=actor.person_id)
+    await context.commit()
     link = f"https://t.me/{context.bot.username}?start={made.token}"
     text = t(
         actor.language,
@@ -89,11 +90,12 @@ async def invite(update: Update, context: SafeContext) -> None:
     message = await send(update, context, text, protect=False)
     if message is None:
         return
-    async with core.sessions() as session, session.begin():
-        await show_invite(session, made.invite_id, message.message_id)
-        await remember(
-            session, core.settings, actor.person_id, [message.message_id], until=made.expires_at
-        )
+    session = context.session()
+    await show_invite(session, made.invite_id, message.message_id)
+    await remember(
+        session, core.settings, actor.person_id, [message.message_id], until=made.expires_at
+    )
+    await context.commit()
 
 
 async def list_invites(update: Update, context: SafeContext) -> None:
@@ -101,10 +103,11 @@ async def list_invites(update: Update, context: SafeContext) -> None:
     if not _is_staff(context):
         await say(update, context, "not_understood")
         return
-    actor, core = context.require_actor(), context.core
+    actor = context.require_actor()
     lang = actor.language
-    async with core.sessions() as session:
-        invites = await invites_of(session, actor.person_id)
+    session = context.session()
+    invites = await invites_of(session, actor.person_id)
+    await context.commit()
     if not invites:
         await say(update, context, "invites_none")
         return
@@ -124,12 +127,13 @@ async def cancel_invite_pressed(update: Update, context: SafeContext) -> None:
     query = update.callback_query
     if query is None or query.data is None:
         return
-    actor, core = context.require_actor(), context.core
+    actor = context.require_actor()
     if not actor.is_staff:
         await query.answer(t(actor.language, "stale_button"))
         return
-    async with core.sessions() as session, session.begin():
-        cancelled = await cancel_invite(session, actor, query.data.rsplit(":", 1)[1])
+    session = context.session()
+    cancelled = await cancel_invite(session, actor, query.data.rsplit(":", 1)[1])
+    await context.commit()
     context.wake_cleaner()
     await query.answer(t(actor.language, "invite_cancelled" if cancelled else "stale_button"))
     await edit_pressed(query, t(actor.language, "invite_cancelled"))
@@ -153,8 +157,9 @@ async def ask_name(update: Update, context: SafeContext) -> None:
 
 async def save_name(update: Update, context: SafeContext, text: str) -> None:
     actor, core = context.require_actor(), context.core
-    async with core.sessions() as session, session.begin():
-        problem = await set_display_name(session, core.secrets, actor.person_id, text)
+    session = context.session()
+    problem = await set_display_name(session, core.secrets, actor.person_id, text)
+    await context.commit()
     if problem is NameProblem.INVALID:
         await say(update, context, "staff_name_invalid")
         return
@@ -175,8 +180,9 @@ async def list_cases(update: Update, context: SafeContext) -> None:
         return
     actor, core = context.require_actor(), context.core
     lang = actor.language
-    async with core.sessions() as session:
-        lines = await case_service.cases_for(session, core.secrets, actor)
+    session = context.session()
+    lines = await case_service.cases_for(session, core.secrets, actor)
+    await context.commit()
     if not lines:
         await say(update, context, "cases_none")
         return
@@ -207,8 +213,9 @@ async def list_cases(update: Update, context: SafeContext) -> None:
 
 async def _remember(context: SafeContext, message: Message, case_id: str) -> None:
     core, actor = context.core, context.require_actor()
-    async with core.sessions() as session, session.begin():
-        await remember_listing(session, core.settings, actor.person_id, message.message_id, case_id)
+    session = context.session()
+    await remember_listing(session, core.settings, actor.person_id, message.message_id, case_id)
+    await context.commit()
 
 
 async def case_action(update: Update, context: SafeContext) -> None:
@@ -221,11 +228,12 @@ async def case_action(update: Update, context: SafeContext) -> None:
         return
     actor, core = context.require_actor(), context.core
     _, verb, case_id = query.data.split(":", 2)
-    async with core.sessions() as session, session.begin():
-        if verb == "claim":
-            result = await case_service.claim_case(session, core.secrets, actor, case_id)
-        else:
-            result = await case_service.resolve_case(session, core.secrets, actor, case_id)
+    session = context.session()
+    if verb == "claim":
+        result = await case_service.claim_case(session, core.secrets, actor, case_id)
+    else:
+        result = await case_service.resolve_case(session, core.secrets, actor, case_id)
+    await context.commit()
     context.wake_outbox()
     context.scrub()  # a claim drops the member's words from the brief, a resolve the rest
     lang = actor.language
@@ -270,9 +278,10 @@ async def start_reply(update: Update, context: SafeContext) -> None:
     if not _is_staff(context):
         await query.answer(t(context.require_actor().language, "stale_button"))
         return
-    actor, core = context.require_actor(), context.core
-    async with core.sessions() as session:
-        target = await reply_target(session, actor.person_id, query.message.message_id)
+    actor = context.require_actor()
+    session = context.session()
+    target = await reply_target(session, actor.person_id, query.message.message_id)
+    await context.commit()
     if target is None:
         await query.answer(t(actor.language, "not_allowed"), show_alert=True)
         return
@@ -296,17 +305,18 @@ async def staff_text(update: Update, context: SafeContext) -> None:
     their messages, or after the Reply button) always goes to the member; otherwise an
     unfinished enrolment step (language, then name) takes it or is asked again; otherwise a
     hint on how to reply."""
-    message, actor, core = update.effective_message, context.require_actor(), context.core
+    message, actor = update.effective_message, context.require_actor()
     if message is None:
         return
     text = (message.text or "").strip()
     user_data = context.user_data if context.user_data is not None else {}
     target: str | None = None
     if message.reply_to_message is not None:
-        async with core.sessions() as session:
-            found = await reply_target(
-                session, actor.person_id, message.reply_to_message.message_id
-            )
+        session = context.session()
+        found = await reply_target(
+            session, actor.person_id, message.reply_to_message.message_id
+        )
+        await context.commit()
         target = found.copy_id if found else None
     elif not user_data.get(NAMING):
         target = user_data.get(PENDING_REPLY)
@@ -328,8 +338,9 @@ async def reply_correction(update: Update, context: SafeContext) -> None:
     text = ((message.text if message else None) or "").strip()
     if message is None or not text or len(text) > TEXT_LIMIT:
         return
-    async with core.sessions() as session, session.begin():
-        pseudonym = await correct_reply(session, core.secrets, actor, message.message_id, text)
+    session = context.session()
+    pseudonym = await correct_reply(session, core.secrets, actor, message.message_id, text)
+    await context.commit()
     if pseudonym is not None:
         context.wake_outbox()
         await say(update, context, "reply_corrected", pseudonym=pseudonym)
@@ -342,10 +353,11 @@ async def _reply(
     if len(text) > TEXT_LIMIT:
         await say(update, context, "reply_too_long", limit=TEXT_LIMIT)
         return
-    async with core.sessions() as session, session.begin():
-        result = await reply_to_member(
-            session, core.secrets, core.settings, actor, target, text, message_id=message_id
-        )
+    session = context.session()
+    result = await reply_to_member(
+        session, core.secrets, core.settings, actor, target, text, message_id=message_id
+    )
+    await context.commit()
     if context.user_data is not None:
         context.user_data.pop(PENDING_REPLY, None)
     context.wake_outbox()
@@ -376,8 +388,9 @@ async def revoke_person(update: Update, context: SafeContext) -> None:
         await say(update, context, "revoke_usage")
         return
     core, lang = context.core, actor.language
-    async with core.sessions() as session:
-        found = await find_by_name(session, core.secrets, name)
+    session = context.session()
+    found = await find_by_name(session, core.secrets, name)
+    await context.commit()
     if not found:
         await say(update, context, "revoke_unknown")
         return
@@ -414,10 +427,11 @@ async def confirm_revoke(update: Update, context: SafeContext) -> None:
     if not actor.is_admin:
         await query.answer(t(actor.language, "not_allowed"), show_alert=True)
         return
-    async with core.sessions() as session, session.begin():
-        target = await active_person(session, query.data.split(":", 1)[1])
-        outcome = await revoke(session, actor, target) if target is not None else None
-        name = shown_name_of(target, core.secrets) if target is not None else ""
+    session = context.session()
+    target = await active_person(session, query.data.split(":", 1)[1])
+    outcome = await revoke(session, actor, target) if target is not None else None
+    name = shown_name_of(target, core.secrets) if target is not None else ""
+    await context.commit()
     if outcome is None:
         await query.answer(t(actor.language, "revoke_unknown"))
         await edit_pressed(query)
@@ -426,6 +440,8 @@ async def confirm_revoke(update: Update, context: SafeContext) -> None:
         await query.answer(t(actor.language, "revoke_self"))
         return
     await query.answer()
+    if target is not None:
+        context.forget_recipient(target.id)
     context.wake_outbox()
     context.wake_cleaner()  # their chat and menu are cleared now
     context.scrub()

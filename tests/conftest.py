@@ -7,6 +7,7 @@ import asyncio
 import io
 import logging
 import os
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -167,6 +168,50 @@ class RunningBot:
         if role is not Role.MEMBER:
             await user.send_text(name or f"Staff {user.user_id}")
             await self.api.wait_idle()
+
+
+    async def seed(
+        self, count: int, first_uid: int, role: Role = Role.MEMBER, language: str = "en"
+    ) -> list[tuple[str, FakeUser]]:
+        """``count`` people written straight into the database, as enrolment would leave
+        them, and their chats opened on the fake server: for tests and benchmarks of the
+        outbox that need thousands of recipients (enrolling each through an invite would
+        take minutes and test nothing more)."""
+        from bot.people import chat_place
+
+        keys = self.core.secrets
+        people: list[tuple[str, FakeUser]] = []
+        async with self.core.sessions() as session, session.begin():
+            for n in range(count):
+                uid = first_uid + n
+                person_id = new_id()
+                session.add(
+                    Person(
+                        id=person_id,
+                        tg_lookup=keys.pepper.user_lookup(uid),
+                        chat_ref=keys.server_box.seal_int(uid, chat_place(person_id)),
+                        role=role.value,
+                        pseudonym=f"Seeded {uid}",
+                        language=language,
+                        language_chosen=True,
+                    )
+                )
+                user = self.api.user(uid, f"U{uid}", language_code=language)
+                user.started = True  # as if they had written /start
+                people.append((person_id, user))
+        return people
+
+    async def queue(self, person_ids: list[str], text: str, priority: int) -> float:
+        """Put one message per person in the outbox in one transaction, wake the sender,
+        and return the moment (monotonic) they were committed."""
+        from bot.delivery import Outgoing, enqueue
+
+        async with self.core.sessions() as session, session.begin():
+            for person_id in person_ids:
+                enqueue(session, self.core.secrets, person_id, Outgoing(text, priority=priority))
+        committed = time.monotonic()
+        self.app.bot_data["sender"].wake()
+        return committed
 
 
 async def start_bot(api: FakeBotApi, settings: Settings) -> SafeApplication:

@@ -21,19 +21,27 @@ from __future__ import annotations
 import enum
 import secrets
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import (
     CheckConstraint,
     DateTime,
     ForeignKey,
     Index,
+    Integer,
     LargeBinary,
     MetaData,
     String,
     TypeDecorator,
+    extract,
+    func,
+    text,
 )
 from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -93,6 +101,28 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+class utc_year(FunctionElement[int]):
+    """The calendar year of a :class:`UTCDateTime` column, in UTC, computed by the database
+    (so counts per year need not load the rows)."""
+
+    type = Integer()
+    inherit_cache = True
+
+
+@compiles(utc_year)
+def _utc_year(element: utc_year, compiler: SQLCompiler, **kw: Any) -> str:
+    (moment,) = element.clauses
+    return compiler.process(extract("year", moment), **kw)
+
+
+@compiles(utc_year, "postgresql")
+def _utc_year_postgresql(element: utc_year, compiler: SQLCompiler, **kw: Any) -> str:
+    # A timestamptz's fields are read in the session's time zone, which need not be UTC.
+    (moment,) = element.clauses
+    utc = f"{compiler.process(moment, **kw)} AT TIME ZONE 'UTC'"
+    return f"CAST(EXTRACT(YEAR FROM {utc}) AS INTEGER)"
+
+
 class Role(enum.StrEnum):
     ADMIN = "admin"
     CASEWORKER = "caseworker"
@@ -113,6 +143,9 @@ class Person(Base):
     __table_args__ = (
         CheckConstraint("role IN ('admin', 'caseworker', 'member')", name="role"),
         CheckConstraint("language IN ('ko', 'en', 'zh')", name="language"),
+        # Active staff are looked up on every urgent request and every sweep; members far
+        # outnumber them.
+        Index(None, "role", "revoked_at"),
     )
 
     id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True, default=new_id)
@@ -123,7 +156,7 @@ class Person(Base):
     language: Mapped[str] = mapped_column(String(2), default="ko")
     language_chosen: Mapped[bool] = mapped_column(default=False)
     invited_by: Mapped[str | None] = mapped_column(
-        ForeignKey("people.id", ondelete="SET NULL"), nullable=True
+        ForeignKey("people.id", ondelete="SET NULL"), nullable=True, index=True
     )
     # Day precision (see the module docstring).
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=lambda: day(utcnow()))
@@ -141,13 +174,19 @@ class Person(Base):
     name_lookup: Mapped[bytes | None] = mapped_column(LargeBinary(32), unique=True, nullable=True)
     # Members only: the caseworker (or admin) who invited them and gets their alerts.
     caseworker_id: Mapped[str | None] = mapped_column(
-        ForeignKey("people.id", ondelete="SET NULL"), nullable=True
+        ForeignKey("people.id", ondelete="SET NULL"), nullable=True, index=True
     )
     # Members only: how long messages stay in their chat (None: the server default), and
     # their quick-exit and duress words as Argon2id digests -- or filler, never NULL.
     clear_after_minutes: Mapped[int | None] = mapped_column(nullable=True)
     code_word: Mapped[bytes] = mapped_column(LargeBinary(32), default=word_filler)
     duress_word: Mapped[bytes] = mapped_column(LargeBinary(32), default=word_filler)
+
+
+# Names are matched case-insensitively (bot.people.find_by_name). SQLite cannot reflect an
+# expression index, so a batch (copy-and-rename) migration of people drops it without a
+# word: such a migration must create it again.
+Index("ix_people_pseudonym_lower", func.lower(Person.pseudonym))
 
 
 class Invite(Base):
@@ -164,7 +203,8 @@ class Invite(Base):
     created_by: Mapped[str | None] = mapped_column(
         ForeignKey("people.id", ondelete="CASCADE"), nullable=True, index=True
     )
-    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Indexed: the daily purge finds the invites that expired a week ago.
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     # The message in the maker's chat that shows the link: deleted with the invite.
     message_id: Mapped[int | None] = mapped_column(nullable=True)
 
@@ -173,7 +213,11 @@ class CheckIn(Base):
     """One wellbeing check-in: the answers sealed to the team key, the time in the clear."""
 
     __tablename__ = "checkins"
-    __table_args__ = (Index(None, "person_id", "created_at"),)
+    __table_args__ = (
+        Index(None, "person_id", "created_at"),
+        # The retention purge counts old check-ins per year and member from this index alone.
+        Index(None, "created_at", "person_id"),
+    )
 
     id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True, default=new_id)
     person_id: Mapped[str] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"))
@@ -206,6 +250,8 @@ class Case(Base):
     __table_args__ = (
         CheckConstraint("status IN ('open', 'claimed', 'resolved')", name="status"),
         Index(None, "status", "escalate_at"),
+        # Unresolved requests listed oldest first; resolved ones purged by age.
+        Index("ix_cases_status_created_at", "status", "created_at"),
         Index(None, "member_id"),
     )
 
@@ -226,7 +272,7 @@ class Note(Base):
     """One relayed message, either direction, sealed to the team key."""
 
     __tablename__ = "notes"
-    __table_args__ = (Index(None, "member_id", "created_at"),)
+    __table_args__ = (Index(None, "member_id", "created_at"), Index(None, "created_at"))
 
     id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True, default=new_id)
     member_id: Mapped[str] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"))
@@ -260,8 +306,21 @@ class OutboxItem(Base):
     __tablename__ = "outbox"
     __table_args__ = (
         CheckConstraint("status IN ('pending', 'failed')", name="status"),
-        Index(None, "status", "due_at"),
-        Index(None, "recipient_id", "collapse_key"),
+        # The sender's choice before every send (storage.outbox.next_item) walks this in
+        # order and stops at the first item that is due and whose chat is free: no sort,
+        # and a busy chat's backlog is skipped inside the index, never fetched. It also
+        # serves the pending count, the next due time and the purge of failures. No
+        # (status, due_at) index beside it: given one, SQLite picks it for the choice and
+        # sorts every due item before each send.
+        Index("ix_outbox_next_item", "status", "priority", "due_at", "created_at", "recipient_id"),
+        Index(None, "recipient_id"),
+        # Only re-alerts carry a key: the index holds those rows and no others.
+        Index(
+            None,
+            "collapse_key",
+            sqlite_where=text("collapse_key IS NOT NULL"),
+            postgresql_where=text("collapse_key IS NOT NULL"),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True, default=new_id)

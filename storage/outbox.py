@@ -10,6 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import OutboxItem, OutboxStatus, utcnow
 
+PRIORITIES = (0, 1, 2, 3)  # bot.delivery.PRIORITY_URGENT ... PRIORITY_BULK
+
 
 async def next_item(
     session: AsyncSession, now: datetime, *, exclude: Collection[str] = ()
@@ -33,7 +35,11 @@ async def next_due(session: AsyncSession, now: datetime) -> datetime | None:
     """When the next pending item that is not due yet falls due."""
     return await session.scalar(
         select(func.min(OutboxItem.due_at)).where(
-            OutboxItem.status == OutboxStatus.PENDING.value, OutboxItem.due_at > now
+            OutboxItem.status == OutboxStatus.PENDING.value,
+            # Spelled out so SQLite seeks each priority in the sender's index (ix_outbox_
+            # next_item) instead of reading every pending entry.
+            OutboxItem.priority.in_(PRIORITIES),
+            OutboxItem.due_at > now,
         )
     )
 

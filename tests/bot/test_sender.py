@@ -80,3 +80,10 @@ async def test_a_backlog_to_one_chat_costs_a_few_statements_per_message(bot: Run
     chat_lookups = [s for s in statements if s.startswith("SELECT people.chat_ref \nFROM")]
     assert len(chat_lookups) == 1
     assert len(outbox) <= 4 * 6, "\n".join(outbox)
+
+
+def test_the_sql_layer_knows_every_priority() -> None:
+    from bot.delivery import PRIORITY_ESCALATION
+    from storage.outbox import PRIORITIES
+
+    assert PRIORITIES == (PRIORITY_URGENT, PRIORITY_ESCALATION, PRIORITY_NORMAL, PRIORITY_BULK)

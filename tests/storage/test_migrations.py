@@ -4,14 +4,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from storage.db import current_revision, head_revision, make_engine, migrate
 from storage.models import Base
 
+# SQLite cannot reflect an expression index (people: lower(pseudonym)), so autogenerate
+# skips it, saying so; test_migrated_indexes_are_the_models_own compares it instead.
+EXPRESSION_INDEX_SKIPPED = (
+    "ignore:Skipped unsupported reflection of expression-based index:sqlalchemy.exc.SAWarning"
+)
 
+
+@pytest.mark.filterwarnings(EXPRESSION_INDEX_SKIPPED)
+@pytest.mark.filterwarnings("ignore:autogenerate skipping metadata-specified expression-based")
 async def test_migrated_schema_matches_models(tmp_path: Path) -> None:
     # Given a database made only by the migrations
     url = f"sqlite+aiosqlite:///{tmp_path / 'm.db'}"
@@ -30,6 +40,31 @@ async def test_migrated_schema_matches_models(tmp_path: Path) -> None:
     assert await current_revision(engine) == head_revision(url)
     assert await migrate(engine) is False
     await engine.dispose()
+
+
+async def _index_definitions(engine: AsyncEngine) -> dict[str, str]:
+    async with engine.connect() as connection:
+        rows = await connection.execute(
+            text("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL")
+        )
+        return {name: " ".join(sql.split()) for name, sql in rows}
+
+
+async def test_migrated_indexes_are_the_models_own(tmp_path: Path) -> None:
+    """Every index exactly as the models declare it, including what autogenerate cannot
+    compare: expressions (lower(pseudonym)) and partial indexes (WHERE ...)."""
+    # Given one database made by the migrations and one made from the models
+    migrated = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'migrated.db'}")
+    await migrate(migrated)
+    declared = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'declared.db'}")
+    async with declared.begin() as connection:
+        await connection.run_sync(Base.metadata.create_all)
+    # Then their indexes are the same, column for column and condition for condition
+    try:
+        assert await _index_definitions(migrated) == await _index_definitions(declared)
+    finally:
+        await migrated.dispose()
+        await declared.dispose()
 
 
 async def test_sqlite_runs_in_wal_mode_with_secure_delete(tmp_path: Path) -> None:
@@ -65,4 +100,51 @@ async def test_upgrading_keeps_existing_rows(tmp_path: Path) -> None:
     async with engine.connect() as connection:
         assert (await connection.execute(text("SELECT count(*) FROM checkins"))).scalar() == 1
         assert (await connection.execute(text("PRAGMA foreign_keys"))).scalar() == 1
+    await engine.dispose()
+
+
+async def test_0005_adds_only_indexes_and_its_downgrade_takes_them_away(tmp_path: Path) -> None:
+    from tests.storage.test_migration_0004 import migrate_down
+
+    # Given a database at 0004 with a member and a check-in
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'i.db'}")
+    await migrate(engine, "0004")
+    async with engine.begin() as connection:
+        await connection.execute(
+            text(
+                "INSERT INTO people (id, tg_lookup, chat_ref, role, pseudonym, language, "
+                "language_chosen, created_at, erased, code_word, duress_word) VALUES ('p1', "
+                "x'00', x'00', 'member', 'A B 10', 'ko', 1, '2026-01-01 00:00:00', 0, x'00', "
+                "x'00')"
+            )
+        )
+        await connection.execute(
+            text(
+                "INSERT INTO checkins (id, person_id, created_at, sealed) "
+                "VALUES ('c1', 'p1', '2026-01-01 00:00:00', x'00')"
+            )
+        )
+    before = await _index_definitions(engine)
+    # When it is upgraded, then downgraded again
+    await migrate(engine)
+    after = await _index_definitions(engine)
+    await migrate_down(engine, "0004")
+    # Then the upgrade added the hot-path indexes (and replaced two outbox ones), the
+    # downgrade left 0004's indexes exactly, and the rows stayed throughout
+    assert set(after) - set(before) == {
+        "ix_people_role",
+        "ix_people_pseudonym_lower",
+        "ix_people_invited_by",
+        "ix_people_caseworker_id",
+        "ix_invites_expires_at",
+        "ix_checkins_created_at",
+        "ix_cases_status_created_at",
+        "ix_notes_created_at",
+        "ix_outbox_next_item",
+        "ix_outbox_collapse_key",
+    }
+    assert set(before) - set(after) == {"ix_outbox_status"}
+    assert await _index_definitions(engine) == before
+    async with engine.connect() as connection:
+        assert (await connection.execute(text("SELECT count(*) FROM checkins"))).scalar() == 1
     await engine.dispose()

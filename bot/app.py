@@ -109,8 +109,8 @@ async def _activity(_context: SafeContext) -> None:
 async def _retention(context: SafeContext) -> None:
     """Daily: purge sealed records older than SAFERELAY_RETENTION_DAYS."""
     core = context.core
-    async with core.sessions() as session, session.begin():
-        purged = await purge_old_records(session, core.settings.retention_days)
+    # In batches, each its own short transaction (bot/retention.py).
+    purged = await purge_old_records(core.sessions, core.settings.retention_days)
     activity.count("records purged", purged)
 
 

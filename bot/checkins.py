@@ -105,7 +105,12 @@ async def record_checkin(
 
 def open_checkin(opener: TeamOpener, checkin: CheckIn) -> CheckInAnswers:
     """Read a check-in (needs the team private key)."""
-    return CheckInAnswers.from_bytes(opener.open(checkin.sealed, sealed_place(checkin.id)))
+    return open_answers(opener, checkin.id, checkin.sealed)
+
+
+def open_answers(opener: TeamOpener, checkin_id: str, sealed: bytes) -> CheckInAnswers:
+    """Read a check-in from its id and sealed column alone (reports stream just those)."""
+    return CheckInAnswers.from_bytes(opener.open(sealed, sealed_place(checkin_id)))
 
 
 async def checkins_of(session: AsyncSession, person_id: str) -> list[CheckIn]:

@@ -12,7 +12,7 @@ from collections import defaultdict
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.checkins import open_checkin
+from bot.checkins import open_answers
 from bot.retention import MIN_GROUP
 from crypto.boxes import TeamOpener
 from storage.models import CheckIn, Tally
@@ -20,22 +20,34 @@ from storage.models import CheckIn, Tally
 # (year, distinct members, check-ins, mean health, share answering "yes" to the threat)
 YearRow = tuple[int, int, int, float, float]
 SAVED = ("survey_members", "survey_checkins", "survey_health_sum", "survey_threat_yes")
+# Check-ins read per round trip: memory stays flat however many years are kept.
+STREAM_BATCH = 1000
 
 
 async def yearly_wellbeing(session: AsyncSession, opener: TeamOpener) -> list[YearRow]:
     """Per calendar year (UTC): mean health 1-5 and the share feeling a threat."""
-    health: dict[int, list[int]] = defaultdict(list)
+    checked_in: dict[int, int] = defaultdict(int)
+    health: dict[int, int] = defaultdict(int)
     threat: dict[int, int] = defaultdict(int)
     members: dict[int, set[str]] = defaultdict(set)
-    for checkin in await session.scalars(select(CheckIn).order_by(CheckIn.created_at)):
-        answers = open_checkin(opener, checkin)
-        year = checkin.created_at.year
-        health[year].append(answers.health)
-        threat[year] += answers.threat
-        members[year].add(checkin.person_id)
+    # Only the columns a report needs, in batches, in no particular order (sums and sets
+    # do not depend on it): no row objects, and no sort of the whole table.
+    checkins = await session.stream(
+        select(CheckIn.id, CheckIn.person_id, CheckIn.created_at, CheckIn.sealed).execution_options(
+            yield_per=STREAM_BATCH
+        )
+    )
+    async for batch in checkins.partitions():
+        for checkin_id, person_id, created_at, sealed in batch:
+            answers = open_answers(opener, checkin_id, sealed)
+            year = created_at.year
+            checked_in[year] += 1
+            health[year] += answers.health
+            threat[year] += answers.threat
+            members[year].add(person_id)
     live = {
-        year: (len(members[year]), len(scores), float(sum(scores)), float(threat[year]))
-        for year, scores in health.items()
+        year: (len(members[year]), n, float(health[year]), float(threat[year]))
+        for year, n in checked_in.items()
     }
     saved = await _saved(session)
     rows: list[YearRow] = []

@@ -56,8 +56,7 @@ async def test_failed_sends_and_expired_invites_leave_after_a_week(data_dir: Pat
                 )
             )
     # When the daily retention job runs
-    async with core.sessions() as session, session.begin():
-        await purge_old_records(session, core.settings.retention_days)
+    await purge_old_records(core.sessions, core.settings.retention_days)
     # Then week-old failures and invites expired a week ago are gone; the rest stays
     async with core.sessions() as session:
         outbox = set(await session.scalars(select(OutboxItem.id)))
@@ -123,8 +122,7 @@ async def test_a_week_is_counted_to_the_hour_for_failed_sends_and_expired_invite
                 )
             )
     # When the daily retention job runs
-    async with core.sessions() as session, session.begin():
-        purged = await purge_old_records(session, core.settings.retention_days)
+    purged = await purge_old_records(core.sessions, core.settings.retention_days)
     # Then only what ended more than seven days ago is gone
     async with core.sessions() as session:
         outbox = set(await session.scalars(select(OutboxItem.id)))

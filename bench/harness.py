@@ -13,13 +13,16 @@ from tests.fakebot import FakeBotApi
 
 
 @asynccontextmanager
-async def bench_bot() -> AsyncIterator[RunningBot]:
-    """A running bot whose members may send fast (benchmarks send many updates a minute)."""
+async def bench_bot(*, limits: bool = False, **env: str) -> AsyncIterator[RunningBot]:
+    """A running bot whose members may send fast (benchmarks send many updates a minute);
+    ``limits`` has the fake Bot API refuse (429) what Telegram would."""
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp) / "data"
         make_keys(data_dir)
-        async with FakeBotApi() as api:
-            settings = make_settings(data_dir, api, SAFERELAY_MESSAGES_PER_MINUTE="1000")
+        async with FakeBotApi(**({"limits": True} if limits else {})) as api:
+            settings = make_settings(
+                data_dir, api, **{"SAFERELAY_MESSAGES_PER_MINUTE": "1000", **env}
+            )
             app = await start_bot(api, settings)
             try:
                 yield RunningBot(api, app, settings, io.StringIO())

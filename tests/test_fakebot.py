@@ -22,7 +22,7 @@ from telegram import (
     ReplyParameters,
     Update,
 )
-from telegram.constants import ParseMode
+from telegram.constants import ChatAction, ParseMode
 from telegram.error import (
     BadRequest,
     Forbidden,
@@ -42,7 +42,15 @@ from telegram.ext import (
     filters,
 )
 
-from tests.fakebot import ChatMessage, EntityParseError, FakeBotApi, FakeUser, parse_text
+from tests.fakebot import (
+    ChatMessage,
+    EntityParseError,
+    FakeBotApi,
+    FakeUser,
+    FloodRefusal,
+    parse_text,
+)
+from tests.fakebot.__main__ import _parser
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -728,6 +736,236 @@ async def test_fail_next_delay_drop_and_slow_success(
     assert [m.text for m in alice.inbox()] == ["delivered anyway", "answer lost"]
     await server.wait_for(lambda: not server._flights)
     await bot.send_message(alice.chat_id, "healthy again")
+
+
+# ---------------------------------------------------------------------------------------------
+# Telegram limits
+# ---------------------------------------------------------------------------------------------
+
+
+async def _started_users(server: FakeBotApi, first_id: int, count: int) -> list[FakeUser]:
+    """``count`` users who have written to the bot, so it may message them."""
+    users = [server.user(first_id + n, f"User{n}") for n in range(count)]
+    for user in users:
+        await user.send_text("hi")
+    return users
+
+
+async def _send_when_allowed(
+    bot: Bot,
+    chat_id: int,
+    text: str,
+    *,
+    timeout: float = 3.0,  # noqa: ASYNC109 - a deadline for the retries, not a client timeout
+) -> float:
+    """Send, retrying every 50 ms while the limits refuse; returns the seconds it took."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    while True:
+        try:
+            await bot.send_message(chat_id, text)
+        except RetryAfter:
+            if loop.time() - started > timeout:
+                raise AssertionError(f"still refused after {timeout}s") from None
+            await asyncio.sleep(0.05)
+        else:
+            return loop.time() - started
+
+
+async def test_limits_refuse_the_31st_message_in_a_second() -> None:
+    async with (
+        FakeBotApi(limits=True) as server,
+        Bot(server.token, base_url=server.base_url) as bot,
+    ):
+        assert (server.limits, server.per_second, server.chat_burst) == (True, 30, 3)
+        users = await _started_users(server, 2001, 31)
+        for user in users[:30]:
+            await bot.send_message(user.chat_id, "news")
+        # The 31st, raw, to see Telegram's exact answer.
+        status, body = await _raw_post(
+            f"{server.base_url}{server.token}/sendMessage",
+            json={"chat_id": users[30].chat_id, "text": "news"},
+        )
+        sends = server.calls_to("sendMessage")
+        elapsed = sends[-1].at - sends[0].at
+        assert status == 429, f"31 sends took {elapsed:.3f}s, the test needs under a second"
+        assert body == {
+            "ok": False,
+            "error_code": 429,
+            "description": "Too Many Requests: retry after 1",
+            "parameters": {"retry_after": 1},
+        }
+        assert [call.status for call in sends] == [200] * 30 + [429]
+        assert sum(len(user.inbox()) for user in users) == 30
+        assert users[30].inbox() == []
+        [refusal] = server.flood_refusals
+        assert refusal == FloodRefusal("sendMessage", users[30].chat_id, refusal.at, 1, "global")
+        assert server.max_per_second() == 30 and server.counted_calls == 30
+        # Once the window has room again, the same send goes through.
+        await _send_when_allowed(bot, users[30].chat_id, "news")
+        assert [m.text for m in users[30].inbox()] == ["news"]
+        assert server.max_per_second() <= 30
+
+
+@pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")
+async def test_limits_chat_bucket_allows_a_burst_of_three(
+    server: FakeBotApi, bot: Bot, alice: FakeUser
+) -> None:
+    server.set_limits(True)
+    for n in range(3):
+        await bot.send_message(alice.chat_id, f"quick {n}")
+    with pytest.raises(RetryAfter, match="Retry in 1 seconds"):
+        await bot.send_message(alice.chat_id, "one too many")
+    assert [m.text for m in alice.inbox()] == ["quick 0", "quick 1", "quick 2"]
+    refusal = server.flood_refusals[-1]
+    assert (refusal.method, refusal.chat_id, refusal.reason, refusal.retry_after) == (
+        "sendMessage",
+        alice.chat_id,
+        "chat",
+        1,
+    )
+    # Another chat has its own bucket.
+    [bob] = await _started_users(server, 1002, 1)
+    await bot.send_message(bob.chat_id, "for bob")
+    # Refused attempts consume nothing: retrying every 50 ms gets through once the bucket
+    # has refilled one token, about a second after the burst began.
+    waited = await _send_when_allowed(bot, alice.chat_id, "after the wait")
+    assert waited > 0.5
+    assert len(server.flood_refusals) > 1
+    assert [m.text for m in alice.inbox()][-1] == "after the wait"
+    assert len(alice.inbox()) == 4
+    assert server.max_per_second(alice.chat_id) == 3
+
+
+@pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")
+async def test_limits_count_edits_but_not_other_calls(
+    server: FakeBotApi, bot: Bot, alice: FakeUser
+) -> None:
+    server.set_limits(True)
+    keyboard = InlineKeyboardMarkup.from_button(InlineKeyboardButton("x", callback_data="x"))
+    sent = await bot.send_message(alice.chat_id, "v1", reply_markup=keyboard)
+    await bot.edit_message_text(
+        "v2", chat_id=alice.chat_id, message_id=sent.message_id, reply_markup=keyboard
+    )
+    await bot.edit_message_reply_markup(chat_id=alice.chat_id, message_id=sent.message_id)
+    with pytest.raises(RetryAfter, match="Retry in 1 seconds"):
+        await bot.edit_message_text("v3", chat_id=alice.chat_id, message_id=sent.message_id)
+    assert (alice.last().text, alice.last().edit_count) == ("v2", 2)
+    assert server.counted_calls == 3
+    assert server.max_per_second() == server.max_per_second(alice.chat_id) == 3
+    # Not counted: chat actions, callback answers, deletions, getUpdates, settings.
+    await bot.send_chat_action(alice.chat_id, ChatAction.TYPING)
+    query_id = await alice.forge_press("x")
+    assert await bot.answer_callback_query(query_id)
+    assert len(await bot.get_updates(timeout=0)) == 2
+    await bot.set_my_commands([("start", "Start")])
+    await bot.get_my_commands()
+    await bot.get_me()
+    assert await bot.delete_message(alice.chat_id, sent.message_id)
+    assert [(r.method, r.chat_id) for r in server.flood_refusals] == [
+        ("editMessageText", alice.chat_id)
+    ]
+    assert server.counted_calls == 3
+
+
+@pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")
+async def test_limits_are_off_by_default_and_switch_at_runtime(
+    server: FakeBotApi, bot: Bot, alice: FakeUser
+) -> None:
+    assert server.limits is False
+    for n in range(6):
+        await bot.send_message(alice.chat_id, f"fast {n}")
+    assert len(alice.inbox()) == 6
+    assert server.flood_refusals == []
+    assert server.counted_calls == 6
+    assert 1 <= server.max_per_second(alice.chat_id) <= 6
+    # Switched on, the limits count what was really sent: alice's bucket is empty.
+    server.set_limits(True)
+    with pytest.raises(RetryAfter):
+        await bot.send_message(alice.chat_id, "refused")
+    [bob] = await _started_users(server, 1002, 1)
+    await bot.send_message(bob.chat_id, "bob's bucket is full")
+    server.set_limits(False)
+    await bot.send_message(alice.chat_id, "off again")
+    assert [m.text for m in alice.inbox()][-1] == "off again"
+    assert len(server.flood_refusals) == 1
+
+
+@pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")
+async def test_max_per_second_and_limit_numbers_with_a_fake_clock() -> None:
+    now = 10.0
+    async with (
+        FakeBotApi(clock=lambda: now) as server,
+        Bot(server.token, base_url=server.base_url) as bot,
+    ):
+        alice, bob, carol = await _started_users(server, 3001, 3)
+        timeline = [
+            (10.0, alice),
+            (10.25, alice),
+            (10.5, bob),
+            (10.75, alice),
+            (11.0, alice),
+            (11.25, bob),
+            (12.5, bob),
+        ]
+        for now, user in timeline:  # the fake clock reads ``now``
+            await bot.send_message(user.chat_id, f"at {now}")
+        # Windows are (t - 1, t]: closed ones would count 5 overall and 4 for alice.
+        assert server.max_per_second() == 4
+        assert server.max_per_second(alice.chat_id) == 3
+        assert server.max_per_second(bob.chat_id) == 2
+        assert server.max_per_second(carol.chat_id) == 0
+        assert server.counted_calls == 7 and server.flood_refusals == []
+
+        server.clear_flood_stats()
+        assert (server.max_per_second(), server.counted_calls) == (0, 0)
+        server.set_limits(True, per_second=3, chat_burst=2, chat_per_second=0.25)
+        now = 20.0
+        await bot.send_message(alice.chat_id, "1")
+        await bot.send_message(alice.chat_id, "2")
+        with pytest.raises(RetryAfter, match="Retry in 4 seconds"):
+            await bot.send_message(alice.chat_id, "bucket of 2, one token per 4 s")
+        await bot.send_message(bob.chat_id, "3rd in the window")
+        with pytest.raises(RetryAfter, match="Retry in 1 seconds"):
+            await bot.send_message(carol.chat_id, "4th in the window")
+        now = 20.5
+        with pytest.raises(RetryAfter, match="Retry in 1 seconds"):
+            await bot.send_message(carol.chat_id, "still the 4th")
+        now = 21.0
+        await bot.send_message(carol.chat_id, "the window has moved on")
+        with pytest.raises(RetryAfter, match="Retry in 3 seconds"):
+            await bot.send_message(alice.chat_id, "a quarter of a token")
+        now = 24.0
+        await bot.send_message(alice.chat_id, "refilled")
+        assert [(r.chat_id, r.at, r.retry_after, r.reason) for r in server.flood_refusals] == [
+            (alice.chat_id, 20.0, 4, "chat"),
+            (carol.chat_id, 20.0, 1, "global"),
+            (carol.chat_id, 20.5, 1, "global"),
+            (alice.chat_id, 21.0, 3, "chat"),
+        ]
+        assert server.max_per_second() == 3
+        assert server.max_per_second(alice.chat_id) == 2
+
+
+async def test_limits_options_cli_and_control_api(server: FakeBotApi) -> None:
+    args = _parser().parse_args(["--limits", "--per-second", "20", "--chat-burst", "5"])
+    assert (args.limits, args.per_second, args.chat_burst, args.chat_per_second) == (
+        True,
+        20,
+        5,
+        1.0,
+    )
+    assert _parser().parse_args([]).limits is False
+    with pytest.raises(ValueError, match="chat_burst"):
+        FakeBotApi(chat_burst=0)
+    with pytest.raises(ValueError, match="per_second"):
+        server.set_limits(True, per_second=0)
+    assert server.limits is False
+    status, body = await _raw_post(
+        f"http://127.0.0.1:{server.port}/_fake/limits", json={"enabled": True, "chat_burst": 5}
+    )
+    assert status == 200 and body["enabled"] is True and body["chat_burst"] == 5
+    assert server.limits is True and server.chat_burst == 5 and server.per_second == 30
 
 
 # ---------------------------------------------------------------------------------------------

@@ -5,6 +5,23 @@ real ``telegram.Bot`` / ``telegram.ext.Application`` can be pointed at it with `
 It keeps a model of every private chat (both sides, in order, with edits and deletions),
 queues updates for long polling, validates requests like Telegram does where that is cheap,
 and can inject faults (errors, 429 flood waits, slow answers, dropped connections).
+
+Telegram limits (off by default): ``FakeBotApi(limits=True)`` or ``server.set_limits(True)``
+makes the fake refuse, like Telegram's flood control, the calls that put a message in a chat
+or edit one (:data:`LIMITED_METHODS`) once the bot goes faster than
+
+* ``per_second`` (30) calls in any sliding 1.0 s window, over all chats, or
+* one call a second to one chat, modelled as a token bucket per chat holding ``chat_burst``
+  (3) tokens, refilled at ``chat_per_second`` (1.0) tokens a second: a quick answer of two or
+  three messages is fine, a sustained stream faster than 1/s to one chat is not.
+
+A refused call gets Telegram's answer -- HTTP 429, ``{"ok": false, "error_code": 429,
+"description": "Too Many Requests: retry after N", "parameters": {"retry_after": N}}`` with N
+the whole seconds (at least 1) until there is room again -- has no effect and consumes no
+budget. The budget is tracked whether or not limits are on, so switching them on mid-run
+enforces against what was really sent in the last second. ``server.flood_refusals`` lists the
+refusals and ``server.max_per_second(chat_id=None)`` is the largest number of counted calls
+accepted in any sliding 1-second window (overall, or to one chat), for benchmarks.
 """
 
 from __future__ import annotations
@@ -15,11 +32,13 @@ import copy
 import inspect
 import itertools
 import json
+import math
 import re
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 from aiohttp import web
 
@@ -34,7 +53,7 @@ from tests.fakebot.models import (
     forbidden,
 )
 
-__all__ = ["DEFAULT_TOKEN", "FakeBotApi", "FakeUser"]
+__all__ = ["DEFAULT_TOKEN", "LIMITED_METHODS", "FakeBotApi", "FakeUser", "FloodRefusal"]
 
 DEFAULT_TOKEN = "123456789:AAFakeTokenForTestsOnly_abcdefghijklmn"
 HOST = "127.0.0.1"
@@ -46,6 +65,47 @@ NOT_MODIFIED = (
     "the same as a current content and reply markup of the message"
 )
 QUERY_INVALID = "query is too old and response timeout expired or query ID is invalid"
+
+# Telegram limits (see the module docstring); only enforced with ``limits`` on.
+FLOOD_WINDOW = 1.0
+"""Length in seconds of the sliding window of the overall limit and of ``max_per_second``."""
+DEFAULT_PER_SECOND = 30
+DEFAULT_CHAT_BURST = 3
+DEFAULT_CHAT_PER_SECOND = 1.0
+LIMITED_METHODS = frozenset(
+    name.lower()
+    for name in (
+        # Methods that put a message in a chat. Only the first three are implemented by the
+        # fake (the others answer 501 before any limit is checked); they are listed so the
+        # limits keep counting them should the fake grow them.
+        "sendMessage",
+        "forwardMessage",
+        "copyMessage",
+        "sendPhoto",
+        "sendAudio",
+        "sendDocument",
+        "sendVideo",
+        "sendAnimation",
+        "sendVoice",
+        "sendVideoNote",
+        "sendPaidMedia",
+        "sendMediaGroup",
+        "sendLocation",
+        "sendVenue",
+        "sendContact",
+        "sendPoll",
+        "sendDice",
+        "sendSticker",
+        "sendInvoice",
+        "sendGame",
+        # Telegram rate-limits edits too; an edit counts exactly like a send.
+        "editMessageText",
+        "editMessageReplyMarkup",
+        "editMessageCaption",
+        "editMessageMedia",
+    )
+)
+"""Lower-cased Bot API methods the Telegram limits count (sendChatAction does not)."""
 
 _API_PATH = re.compile(r"/bot([^/]*)/([^/]*)")
 _FILE_PATH = re.compile(r"/file/bot([^/]*)/(.+)")
@@ -279,6 +339,105 @@ class _Fault:
 
     def error(self) -> ApiError:
         return ApiError(self.status, self.description, retry_after=self.retry_after)
+
+
+class FloodRefusal(NamedTuple):
+    """A call the Telegram limits refused with 429 (see ``FakeBotApi.flood_refusals``)."""
+
+    method: str
+    chat_id: int | str | None
+    """The ``chat_id`` parameter (``None`` for an inline message edit)."""
+    at: float
+    """When it was refused, on the server's limits clock (``time.monotonic()``)."""
+    retry_after: int
+    reason: str
+    """``"global"`` (``per_second`` calls in the last second) or ``"chat"`` (empty bucket);
+    when both apply, the one that lasts longer."""
+
+
+@dataclass(eq=False)
+class _ChatBudget:
+    tokens: float
+    updated: float
+    recent: deque[float] = field(default_factory=deque)
+    peak: int = 0
+
+
+def _prune(recent: deque[float], now: float) -> None:
+    """Forget timestamps outside the sliding window ``(now - FLOOD_WINDOW, now]``."""
+    horizon = now - FLOOD_WINDOW
+    while recent and recent[0] <= horizon:
+        recent.popleft()
+
+
+class _FloodControl:
+    """Telegram's flood limits: a sliding window over all chats and a token bucket per chat.
+
+    Memory stays bounded by the calls of the last second plus one small record per chat, so
+    a long benchmark costs no more than a short one.
+    """
+
+    def __init__(self, per_second: int, chat_burst: int, chat_per_second: float) -> None:
+        self.per_second = per_second
+        self.chat_burst = chat_burst
+        self.chat_per_second = chat_per_second
+        self.recent: deque[float] = deque()
+        self.peak = 0
+        self.accepted = 0
+        self.chats: dict[int | str, _ChatBudget] = {}
+        self.refusals: list[FloodRefusal] = []
+
+    def _budget(self, chat_id: int | str, now: float) -> _ChatBudget:
+        budget = self.chats.get(chat_id)
+        if budget is None:
+            budget = self.chats[chat_id] = _ChatBudget(float(self.chat_burst), now)
+            return budget
+        elapsed = max(now - budget.updated, 0.0)
+        budget.tokens = min(float(self.chat_burst), budget.tokens + elapsed * self.chat_per_second)
+        budget.updated = max(budget.updated, now)
+        return budget
+
+    def check(self, chat_id: int | str | None, now: float) -> tuple[int, str] | None:
+        """``(retry_after, reason)`` if a call now would exceed a limit, else ``None``.
+
+        Changes no budget: a refused call consumes nothing.
+        """
+        _prune(self.recent, now)
+        waits: list[tuple[float, str]] = []
+        excess = len(self.recent) - self.per_second
+        if excess >= 0:
+            # Room appears when the call ``excess`` places from the oldest leaves the window.
+            waits.append((self.recent[excess] + FLOOD_WINDOW - now, "global"))
+        if chat_id is not None:
+            budget = self._budget(chat_id, now)
+            missing = 1.0 - budget.tokens
+            if missing > 1e-9:
+                waits.append((missing / self.chat_per_second, "chat"))
+        if not waits:
+            return None
+        wait, reason = max(waits)
+        return max(1, math.ceil(wait)), reason
+
+    def accept(self, chat_id: int | str | None, now: float) -> None:
+        """Record a counted call the server carried out (whether or not limits are on)."""
+        self.accepted += 1
+        _prune(self.recent, now)
+        self.recent.append(now)
+        self.peak = max(self.peak, len(self.recent))
+        if chat_id is None:
+            return
+        budget = self._budget(chat_id, now)
+        budget.tokens = max(budget.tokens - 1.0, 0.0)
+        _prune(budget.recent, now)
+        budget.recent.append(now)
+        budget.peak = max(budget.peak, len(budget.recent))
+
+    def clear_stats(self) -> None:
+        self.refusals.clear()
+        self.peak = 0
+        self.accepted = 0
+        for budget in self.chats.values():
+            budget.peak = 0
 
 
 @dataclass(eq=False)
@@ -615,10 +774,21 @@ class FakeBotApi:
         *,
         port: int = 0,
         bot_first_name: str = "SafeRelay Test",
+        limits: bool = False,
+        per_second: int = DEFAULT_PER_SECOND,
+        chat_burst: int = DEFAULT_CHAT_BURST,
+        chat_per_second: float = DEFAULT_CHAT_PER_SECOND,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``limits`` turns Telegram's flood limits on (see the module docstring):
+        ``per_second`` counted calls in any sliding 1-second window overall, and per chat a
+        token bucket of ``chat_burst`` tokens refilled at ``chat_per_second``. ``clock`` is
+        what the limits time calls with (never going backwards); tests may pass a fake one.
+        """
         bot_id, sep, secret = token.partition(":")
         if not sep or not bot_id.isdigit() or not secret:
             raise ValueError(f"token must look like '<bot id>:<secret>', got {token!r}")
+        _check_limit_numbers(per_second, chat_burst, chat_per_second)
         self.token = token
         self.bot_id = int(bot_id)
         self.bot_username = bot_username
@@ -629,7 +799,11 @@ class FakeBotApi:
         self.allowed_updates: list[str] | None = None
         self.closed = False
         self.logged_out = False
+        self.limits = limits
+        """Whether Telegram's flood limits are enforced (see :meth:`set_limits`)."""
 
+        self._clock = clock
+        self._flood = _FloodControl(per_second, chat_burst, chat_per_second)
         self._port: int | None = None
         self._runner: web.AppRunner | None = None
         self._stopping = False
@@ -962,6 +1136,74 @@ class FakeBotApi:
     def clear_faults(self) -> None:
         self._faults.clear()
 
+    # -- Telegram limits -----------------------------------------------------------------
+
+    def set_limits(
+        self,
+        enabled: bool = True,
+        *,
+        per_second: int | None = None,
+        chat_burst: int | None = None,
+        chat_per_second: float | None = None,
+    ) -> None:
+        """Switch Telegram's flood limits on or off, optionally changing their numbers.
+
+        The budget is tracked all along, so limits switched on mid-run count what was
+        really sent in the last second (and a chat's bucket emptied while they were off).
+        """
+        flood = self._flood
+        per_second = flood.per_second if per_second is None else per_second
+        chat_burst = flood.chat_burst if chat_burst is None else chat_burst
+        if chat_per_second is None:
+            chat_per_second = flood.chat_per_second
+        _check_limit_numbers(per_second, chat_burst, chat_per_second)
+        now = self._clock()
+        for chat_id in flood.chats:
+            flood._budget(chat_id, now)  # bring buckets up to date at the old refill rate
+        flood.per_second = per_second
+        flood.chat_burst = chat_burst
+        flood.chat_per_second = chat_per_second
+        self.limits = enabled
+
+    @property
+    def per_second(self) -> int:
+        """Counted calls allowed in any sliding 1-second window, over all chats."""
+        return self._flood.per_second
+
+    @property
+    def chat_burst(self) -> int:
+        """Capacity of each chat's token bucket."""
+        return self._flood.chat_burst
+
+    @property
+    def chat_per_second(self) -> float:
+        """Refill rate of each chat's token bucket, in tokens a second."""
+        return self._flood.chat_per_second
+
+    @property
+    def flood_refusals(self) -> list[FloodRefusal]:
+        """Calls the limits refused with 429, oldest first (``len()`` is the count)."""
+        return self._flood.refusals
+
+    @property
+    def counted_calls(self) -> int:
+        """Counted calls (:data:`LIMITED_METHODS`) carried out, limits on or off."""
+        return self._flood.accepted
+
+    def max_per_second(self, chat_id: int | str | None = None) -> int:
+        """The most counted calls accepted in any sliding 1-second window ``(t - 1, t]``:
+        over all chats, or to ``chat_id``. Measured whether or not limits are on."""
+        if chat_id is None:
+            return self._flood.peak
+        budget = self._flood.chats.get(chat_id)
+        return 0 if budget is None else budget.peak
+
+    def clear_flood_stats(self) -> None:
+        """Forget ``flood_refusals``, ``counted_calls`` and the ``max_per_second`` peaks
+        (e.g. after a setup phase). The budget itself is left as it is: calls of the last
+        second still count against the limits, and in the windows measured next."""
+        self._flood.clear_stats()
+
     def block(self, user_id: int) -> None:
         """The user blocks the bot; sends to them answer 403 until they write again."""
         user = self._require_user(user_id)
@@ -1204,6 +1446,12 @@ class FakeBotApi:
 
     def _diagnostics(self) -> str:
         lines = [f"pending updates: {self.pending_updates()}"]
+        if self.flood_refusals:
+            last = self.flood_refusals[-1]
+            lines.append(
+                f"flood refusals (429): {len(self.flood_refusals)}, last: {last.method} to "
+                f"chat {last.chat_id} ({last.reason}, retry after {last.retry_after})"
+            )
         if self._faults:
             lines.append(f"unused injected faults: {[f.method for f in self._faults]}")
         failures = [c for c in self.calls if c.status is not None and not c.ok]
@@ -1261,18 +1509,38 @@ class FakeBotApi:
     async def _dispatch(
         self, request: web.Request, call: Call, handler: Handler, flight: _InFlight
     ) -> web.StreamResponse:
-        fault = self._take_fault(call.method, call.params)
+        fault = self._find_fault(call.method, call.params)
         if fault is not None and not fault.takes_effect:
+            self._use_fault(fault)
             call.injected = True
             if fault.delay:
                 await asyncio.sleep(fault.delay)
             if fault.drop:
                 return await self._drop(request, call)
             return self._answer_error(call, fault.error())
+        counted = call.method.lower() in LIMITED_METHODS
+        chat_id = _flood_chat(call.params) if counted else None
+        now = self._clock() if counted else 0.0
+        if counted and self.limits:
+            refused = self._flood.check(chat_id, now)
+            if refused is not None:
+                # The same answer as an injected 429 (fail_next), and no effect at all.
+                retry_after, reason = refused
+                self._flood.refusals.append(
+                    FloodRefusal(call.method, chat_id, now, retry_after, reason)
+                )
+                error = ApiError(
+                    429, _default_description(429, retry_after), retry_after=retry_after
+                )
+                return self._answer_error(call, error)
+        if fault is not None:
+            self._use_fault(fault)
         try:
             result = await handler(_Params(call.params), flight)
         except ApiError as exc:
             return self._answer_error(call, exc)
+        if counted:
+            self._flood.accept(chat_id, now)
         if fault is not None:
             call.injected = True
             if fault.delay:
@@ -1282,14 +1550,16 @@ class FakeBotApi:
         call.status = 200
         return _json({"ok": True, "result": result}, 200)
 
-    def _take_fault(self, method: str, params: dict[str, Any]) -> _Fault | None:
+    def _find_fault(self, method: str, params: dict[str, Any]) -> _Fault | None:
         for fault in self._faults:
             if fault.matches(method, params):
-                fault.remaining -= 1
-                if fault.remaining <= 0:
-                    self._faults.remove(fault)
                 return fault
         return None
+
+    def _use_fault(self, fault: _Fault) -> None:
+        fault.remaining -= 1
+        if fault.remaining <= 0:
+            self._faults.remove(fault)
 
     async def _drop(self, request: web.Request, call: Call) -> web.StreamResponse:
         call.status = None
@@ -1346,6 +1616,14 @@ class FakeBotApi:
             body: JSONDict = await request.json() if request.body_exists else {}
             if action == "state":
                 return _json(self._state(), 200)
+            if action == "limits":
+                self.set_limits(
+                    bool(body.get("enabled", True)),
+                    per_second=body.get("per_second"),
+                    chat_burst=body.get("chat_burst"),
+                    chat_per_second=body.get("chat_per_second"),
+                )
+                return _json(self._limits_state(), 200)
             user_id = int(body["user_id"])
             if action == "send":
                 user = self.user(user_id, str(body.get("first_name", f"User{user_id}")))
@@ -1370,6 +1648,18 @@ class FakeBotApi:
                 for chat_id, messages in self._chats.items()
             },
             "calls": [call.summary() for call in self.calls[-50:]],
+            "limits": self._limits_state(),
+        }
+
+    def _limits_state(self) -> JSONDict:
+        return {
+            "enabled": self.limits,
+            "per_second": self.per_second,
+            "chat_burst": self.chat_burst,
+            "chat_per_second": self.chat_per_second,
+            "counted_calls": self.counted_calls,
+            "max_per_second": self.max_per_second(),
+            "flood_refusals": len(self.flood_refusals),
         }
 
     # ---------------------------------------------------------------------------------------
@@ -1865,6 +2155,23 @@ def _default_description(status: int, retry_after: int | None) -> str:
         503: "Service Unavailable",
         504: "Gateway Timeout",
     }.get(status, "Internal Server Error")
+
+
+def _check_limit_numbers(per_second: int, chat_burst: int, chat_per_second: float) -> None:
+    if isinstance(per_second, bool) or not isinstance(per_second, int) or per_second < 1:
+        raise ValueError(f"per_second must be a whole number >= 1, got {per_second!r}")
+    if isinstance(chat_burst, bool) or not isinstance(chat_burst, int) or chat_burst < 1:
+        raise ValueError(f"chat_burst must be a whole number >= 1, got {chat_burst!r}")
+    if not chat_per_second > 0:
+        raise ValueError(f"chat_per_second must be > 0, got {chat_per_second!r}")
+
+
+def _flood_chat(params: dict[str, Any]) -> int | str | None:
+    """The chat a counted call goes to, for its per-chat bucket (``None``: inline edits)."""
+    try:
+        return _Params(params).chat("chat_id")
+    except ApiError:
+        return None  # the method itself answers 400 for it
 
 
 def _validate_markup(markup: Any, *, inline_only: bool = False) -> JSONDict | None:

@@ -19,7 +19,7 @@ async def bench_bot(*, limits: bool = False, **env: str) -> AsyncIterator[Runnin
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp) / "data"
         make_keys(data_dir)
-        async with FakeBotApi(**({"limits": True} if limits else {})) as api:
+        async with FakeBotApi(limits=limits) as api:
             settings = make_settings(
                 data_dir, api, **{"SAFERELAY_MESSAGES_PER_MINUTE": "1000", **env}
             )

@@ -59,6 +59,7 @@ PRIORITY_NORMAL = 2  # alerts, relayed messages, replies
 PRIORITY_BULK = 3  # broadcasts, prompts
 PAYLOAD_VERSION = 1
 CHAT_IDS_KEPT = 10_000
+CHOICE_LEAD = 0.015  # seconds before a turn is free that the sender picks its item
 _IN_FLIGHT = float("inf")  # in Sender._busy: a send to this recipient is under way
 
 
@@ -238,8 +239,9 @@ class Sender:
         await self._slots.acquire()
         started = False
         try:
-            # Wait for a free turn before choosing, so the choice is made at the last moment.
-            await self._pace.wait_free()
+            # Choose just before the next turn is free: late enough that an urgent item
+            # queued a moment ago is seen, early enough that the turn is taken on time.
+            await self._pace.wait_free(lead=CHOICE_LEAD)
             if self._stopping:
                 return 0.0
             now = time.monotonic()

@@ -87,3 +87,21 @@ def test_the_sql_layer_knows_every_priority() -> None:
     from storage.outbox import PRIORITIES
 
     assert PRIORITIES == (PRIORITY_URGENT, PRIORITY_ESCALATION, PRIORITY_NORMAL, PRIORITY_BULK)
+
+
+async def test_the_pace_never_gives_thirty_turns_in_a_second_however_late_they_are_taken() -> None:
+    import asyncio
+    import random
+    import time
+
+    from bot.pace import Pace
+
+    pace, taken = Pace(), []
+    rng = random.Random(7)
+    for _ in range(60):
+        await pace.turn(None)
+        taken.append(time.monotonic())
+        # Whoever took the turn is busy for a while, sometimes longer than a turn.
+        await asyncio.sleep(rng.choice((0.0, 0.0, 0.005, 0.02, 0.05)))
+    # Any 30 consecutive turns span more than a second.
+    assert min(b - a for a, b in zip(taken, taken[29:], strict=False)) > 1.0

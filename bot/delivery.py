@@ -27,7 +27,6 @@ import contextlib
 import json
 import logging
 import time
-import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -44,7 +43,7 @@ from bot.chat import About, remember
 from bot.core import Core
 from bot.i18n import t
 from bot.limits import MAX_BACKOFF_SECONDS, backoff
-from bot.pace import TAKEN, Pace
+from bot.pace import TAKEN, Pace, retry_after_seconds
 from bot.people import chat_id_of
 from crypto.boxes import RecordPlace
 from crypto.keystore import ServerSecrets
@@ -205,6 +204,10 @@ class Sender:
         """A revoked or erased person: their chat id is not kept a moment longer."""
         self._chat_ids.pop(person_id, None)
 
+    def keeps_chat_of(self, person_id: str) -> bool:
+        """Whether this person's chat id is held in memory (for tests and diagnostics)."""
+        return person_id in self._chat_ids
+
     def start(self) -> None:
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="outbox-sender")
@@ -331,9 +334,7 @@ class Sender:
             sent_message_id = await self._send(chat_id, message)
         except RetryAfter as exc:
             # The pace already holds every turn for this long (flood control is per bot).
-            with warnings.catch_warnings():  # PTB 22 warns that the type will change
-                warnings.simplefilter("ignore")
-                delay = _seconds(exc.retry_after)
+            delay = retry_after_seconds(exc)
             await self._later(item, delay, "429", count=False)
         except Forbidden:
             await self._fail(item, message, "403")
@@ -406,9 +407,3 @@ class Sender:
                     enqueue(session, core.secrets, person.id, Outgoing(text))
         self.failed += 1
         self.wake()
-
-
-def _seconds(value: Any) -> float:
-    if isinstance(value, timedelta):
-        return value.total_seconds()
-    return float(value)

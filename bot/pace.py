@@ -55,6 +55,9 @@ PACED = frozenset(
         "sendMediaGroup",
     }
 )
+# A handler's answer refused with a short "retry after" is sent once more after it; updates
+# are handled one at a time, so a longer wait would hold everyone up and is an error.
+HANDLER_RETRY_UP_TO = 5.0
 LATE_CREDIT = 0.1  # of a turn: how late a turn may be taken and still count on time
 # Marks a call whose turn the caller already took (the outbox sender).
 TAKEN = "turn-taken"
@@ -125,14 +128,26 @@ class Pace(BaseRateLimiter[str]):
         data: dict[str, Any],
         rate_limit_args: str | None,
     ) -> bool | dict[str, Any] | list[dict[str, Any]]:
-        if endpoint in PACED and rate_limit_args != TAKEN:
-            chat = data.get("chat_id")
-            await self.turn(chat if isinstance(chat, int) else None)
+        paced = endpoint in PACED
+        chat = data.get("chat_id")
+        chat_id = chat if isinstance(chat, int) else None
+        if paced and rate_limit_args != TAKEN:
+            await self.turn(chat_id)
         try:
             return await callback(*args, **kwargs)
         except RetryAfter as exc:
-            with warnings.catch_warnings():  # PTB 22 warns that the type will change
-                warnings.simplefilter("ignore")
-                delay = exc.retry_after
-            self.pause(delay.total_seconds() if isinstance(delay, timedelta) else float(delay))
-            raise
+            delay = retry_after_seconds(exc)
+            self.pause(delay)
+            if not paced or rate_limit_args == TAKEN or delay > HANDLER_RETRY_UP_TO:
+                raise  # the outbox reschedules its own; anything longer is an error
+        # A handler's answer to the person in front of it: once more after the pause,
+        # rather than an error message that would itself have to wait.
+        await self.turn(chat_id)
+        return await callback(*args, **kwargs)
+
+
+def retry_after_seconds(exc: RetryAfter) -> float:
+    with warnings.catch_warnings():  # PTB 22 warns that the type will change
+        warnings.simplefilter("ignore")
+        delay = exc.retry_after
+    return delay.total_seconds() if isinstance(delay, timedelta) else float(delay)

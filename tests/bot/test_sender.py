@@ -105,3 +105,17 @@ async def test_the_pace_never_gives_thirty_turns_in_a_second_however_late_they_a
         await asyncio.sleep(rng.choice((0.0, 0.0, 0.005, 0.02, 0.05)))
     # Any 30 consecutive turns span more than a second.
     assert min(b - a for a, b in zip(taken, taken[29:], strict=False)) > 1.0
+
+
+async def test_a_reply_refused_for_a_moment_is_sent_after_the_pause_not_an_error(
+    bot: RunningBot,
+) -> None:
+    from bot.i18n import t
+
+    (_, user), = await bot.seed(1, 940_000)
+    # Given Telegram refusing the next message to this member for a second
+    bot.api.fail_next("sendMessage", chat_id=user.chat_id, status=429, retry_after=1)
+    # When they ask for the menu, they still get it, and no error message
+    await user.send_command("menu")
+    await user.wait_for_message(t("en", "menu_title"), timeout=10)
+    assert not any(t("en", "error") == m.text for m in user.inbox())

@@ -13,6 +13,7 @@ from sqlalchemy import func, select, update
 
 from bot.cases import MAX_OPEN_URGENT
 from bot.i18n import t
+from bot.people import find_by_name
 from crypto.hashing import Pepper
 from storage.models import Invite, Person, Role, utcnow
 from tests.conftest import RunningBot, eventually
@@ -168,6 +169,30 @@ async def test_revoking_a_member_clears_their_phone_and_forget_still_works(
             return found is None
 
     await eventually(gone, what="the revoked member's row to be erased")
+
+
+async def test_the_sender_forgets_chat_ids_on_revoke_and_erasure(
+    bot: RunningBot, team: Team
+) -> None:
+    sender = bot.app.bot_data["sender"]
+    # Given a member and their caseworker who have each had a message from the outbox
+    await team.member.send_text("are you there?")
+    alert = await team.mina.wait_for_message("are you there?")
+    await team.mina.send_text("yes, here", reply_to=alert.message_id)
+    await team.member.wait_for_message("yes, here")
+    async with bot.core.sessions() as session:
+        (mina,) = await find_by_name(session, bot.core.secrets, "Mina")
+        (member,) = await find_by_name(session, bot.core.secrets, pseudonym_of(team.member))
+    await bot.drained()
+    assert sender.keeps_chat_of(mina.id) and sender.keeps_chat_of(member.id)
+    # When the caseworker is revoked and the member erased, their chat ids go from memory
+    await revoke(team.admin, "Mina")
+    assert not sender.keeps_chat_of(mina.id)
+    await team.admin.send_command("forget", member.pseudonym)
+    await team.admin.wait_for_message(t("en", "forget_question_admin", pseudonym=member.pseudonym))
+    await team.admin.press(t("en", "forget_confirm"), message=team.admin.last())
+    await team.admin.wait_for_message(t("en", "forget_done_admin"))
+    assert not sender.keeps_chat_of(member.id)
 
 
 # --- 3. staff phones clear too --------------------------------------------------------

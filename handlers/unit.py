@@ -44,9 +44,18 @@ class Unit:
         self._core = core
         self._session: AsyncSession | None = None
         self._incoming: Incoming | None = None
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     def session(self) -> AsyncSession:
         """The update's session; SQLAlchemy begins its transaction at the first statement."""
+        if self._closed:
+            # A task started during the update and still running after it: it must open
+            # its own session, not one nobody would commit.
+            raise RuntimeError("the update's unit of work is already closed")
         if self._session is None:
             self._session = self._core.sessions()
         return self._session
@@ -84,6 +93,7 @@ class Unit:
         await self._session.commit()
 
     async def close(self) -> None:
+        self._closed = True
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -93,8 +103,10 @@ _CURRENT: ContextVar[Unit | None] = ContextVar("saferelay_unit", default=None)
 
 
 def current_unit() -> Unit | None:
-    """The unit of the update being handled, or None outside one (jobs, the sender)."""
-    return _CURRENT.get()
+    """The unit of the update being handled, or None outside one (jobs, the sender, a task
+    that outlived its update)."""
+    unit = _CURRENT.get()
+    return unit if unit is not None and not unit.closed else None
 
 
 @asynccontextmanager

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from telegram.error import TelegramError
@@ -37,6 +38,10 @@ from handlers.unit import unit_of_work
 from storage.db import make_engine, make_sessionmaker, migrate
 
 log = logging.getLogger(__name__)
+
+MENUS = "menus"  # a cleaner run that also brings command menus in line
+MENUS_DUE_KEY = "menus_due"
+MENU_CHECK_SECONDS = 3600.0  # the safety net: menus are looked at this often regardless
 
 class SafeApplication(Application[Any, SafeContext, Any, Any, Any, Any]):
     """PTB's Application, with every update handled as one unit of work (handlers/unit.py)."""
@@ -86,7 +91,9 @@ async def _post_init(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
     # every few seconds; a quick exit or revealing media asks for a run at once.
     job_queue = app.job_queue
     job_queue.run_repeating(_clean, interval=min(interval, 5.0), first=0.1, name="clean")
-    app.bot_data[CLEANER_KEY] = lambda: job_queue.run_once(_clean, 0, name="clean-now")
+    app.bot_data[CLEANER_KEY] = lambda: job_queue.run_once(
+        _clean, 0, name="clean-now", data=MENUS
+    )
     job_queue.run_repeating(_retention, interval=24 * 3600, first=60, name="retention")
     job_queue.run_repeating(
         _activity, interval=activity.REPORT_SECONDS, first=activity.REPORT_SECONDS, name="activity"
@@ -96,9 +103,15 @@ async def _post_init(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
 
 async def _clean(context: SafeContext) -> None:
     """Delete the chat messages whose time has come, keep command menus in line, and let
-    erased members go once their chat is clear; failures wait for the next run."""
+    erased members go once their chat is clear; failures wait for the next run. Menus are
+    looked at when a wake-up asks (something changed), after a failure, and hourly."""
     await delete_due(context.core, context.bot)
-    await tidy_people(context.core, context.bot)
+    now = time.monotonic()
+    asked = context.job is not None and context.job.data == MENUS
+    menus = asked or now >= context.bot_data.get(MENUS_DUE_KEY, 0.0)
+    again = await tidy_people(context.core, context.bot, menus=menus)
+    if menus:
+        context.bot_data[MENUS_DUE_KEY] = now + (0.0 if again else MENU_CHECK_SECONDS)
 
 
 async def _activity(_context: SafeContext) -> None:

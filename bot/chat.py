@@ -48,6 +48,7 @@ MAX_DELAY = timedelta(hours=47)
 STUB_AFTER = TELEGRAM_DELETE_WINDOW - timedelta(minutes=30)
 DELETE_BATCH = 100  # deleteMessages takes at most 100 ids
 STUB_KEY = "cleared_stub"
+MENUS_PER_RUN = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,27 +252,38 @@ async def _stub(bot: Bot, chat_id: int, language: str, rows: list[ChatMessage]) 
     return [r.id for r in rows]
 
 
-async def tidy_people(core: Core, bot: Bot) -> None:
-    """Keep command menus in line with the database, and delete erased members whose chat
-    is clear. Failures wait for the next run."""
-    async with core.sessions() as session:
-        wanted_menu = Person.role + literal(":") + Person.language
-        stale_menus = list(
-            await session.scalars(
-                select(Person)
-                .where(
-                    or_(
-                        and_(
-                            Person.revoked_at.is_(None),
-                            or_(Person.menu.is_(None), Person.menu != wanted_menu),
-                        ),
-                        and_(Person.revoked_at.is_not(None), Person.menu.is_not(None)),
+async def tidy_people(core: Core, bot: Bot, *, menus: bool = True) -> bool:
+    """Keep command menus in line with the database (when ``menus``), and delete erased
+    members whose chat is clear. Failures wait for the next run. Returns whether menus
+    should be looked at again soon (one failed, or there were more than one run takes).
+
+    Finding stale menus compares each row's menu with its role and language, which no
+    index serves, so the caller asks for it only when something changed (an enrolment, a
+    language, a revocation, an erasure: they wake the cleaner) and as an hourly safety
+    net, not on every few-second sweep."""
+    again = False
+    stale_menus: list[Person] = []
+    chats: dict[str, tuple[int, str] | None] = {}
+    if menus:
+        async with core.sessions() as session:
+            wanted_menu = Person.role + literal(":") + Person.language
+            stale_menus = list(
+                await session.scalars(
+                    select(Person)
+                    .where(
+                        or_(
+                            and_(
+                                Person.revoked_at.is_(None),
+                                or_(Person.menu.is_(None), Person.menu != wanted_menu),
+                            ),
+                            and_(Person.revoked_at.is_not(None), Person.menu.is_not(None)),
+                        )
                     )
+                    .limit(MENUS_PER_RUN)
                 )
-                .limit(200)
             )
-        )
-        chats = {p.id: await chat_ref_of(session, core.secrets, p.id) for p in stale_menus}
+            chats = {p.id: await chat_ref_of(session, core.secrets, p.id) for p in stale_menus}
+        again = len(stale_menus) == MENUS_PER_RUN
     for person in stale_menus:
         chat = chats.get(person.id)
         if chat is None:
@@ -290,6 +302,7 @@ async def tidy_people(core: Core, bot: Bot) -> None:
             menu = None if person.revoked_at is not None else menu_key(person.role, person.language)
         except TelegramError as exc:
             log.warning("chat menu not changed, will retry: %s", type(exc).__name__)
+            again = True
             continue
         async with core.sessions() as session, session.begin():
             await session.execute(update(Person).where(Person.id == person.id).values(menu=menu))
@@ -302,3 +315,4 @@ async def tidy_people(core: Core, bot: Bot) -> None:
                 ~exists().where(OutboxItem.recipient_id == Person.id),
             )
         )
+    return again

@@ -136,6 +136,7 @@ async def test_0005_adds_only_indexes_and_its_downgrade_takes_them_away(tmp_path
         "ix_people_pseudonym_lower",
         "ix_people_invited_by",
         "ix_people_caseworker_id",
+        "ix_people_erased",
         "ix_invites_expires_at",
         "ix_checkins_created_at",
         "ix_cases_status_created_at",

@@ -29,7 +29,7 @@ from telegram import Bot
 
 from bot.app import build_core
 from bot.cases import HelpRequest, cases_for, claim_case, escalate_due, open_case, resolve_case
-from bot.chat import About, clear_all_now, copy_about, delete_due, remember
+from bot.chat import About, clear_all_now, copy_about, delete_due, remember, tidy_people
 from bot.checkins import CheckInAnswers, record_checkin
 from bot.core import Core
 from bot.erasure import erase_member
@@ -243,6 +243,9 @@ async def test_chat_upkeep_revoking_and_erasing_find_their_rows_through_indexes(
     with captured(core.engine) as statements:
         # (nothing is due yet, so no Bot API call is made)
         assert await delete_due(core, cast(Bot, None)) == 0
+        # The few-second sweep: erased members whose chat is clear (menus are looked at
+        # only when something changed, and hourly)
+        await tidy_people(core, cast(Bot, None), menus=False)
         async with core.sessions() as session, session.begin():
             admin = actor_of(seeded.admin, keys)
             staff = await session.get(Person, seeded.caseworker.id)

@@ -9,7 +9,8 @@ No data moves. Indexes only, created in place (no table copy), so the upgrade ta
 as building them on the rows already there.
 
 - people: ``role, revoked_at`` (active staff), ``lower(pseudonym)`` (names are matched
-  case-insensitively), and the two foreign keys ``invited_by`` and ``caseworker_id``;
+  case-insensitively), the two foreign keys ``invited_by`` and ``caseworker_id``, and
+  ``erased`` (the chat upkeep's few-second look for erased members whose chat is clear);
 - checkins ``created_at, person_id``, notes ``created_at``, invites ``expires_at`` and
   cases ``status, created_at``: what the daily purge deletes (and what /cases lists);
 - outbox ``status, priority, due_at, created_at, recipient_id``: the sender's choice before
@@ -42,6 +43,7 @@ def upgrade() -> None:
     )
     op.create_index(op.f("ix_people_invited_by"), "people", ["invited_by"], unique=False)
     op.create_index(op.f("ix_people_caseworker_id"), "people", ["caseworker_id"], unique=False)
+    op.create_index(op.f("ix_people_erased"), "people", ["erased"], unique=False)
 
     op.create_index(op.f("ix_invites_expires_at"), "invites", ["expires_at"], unique=False)
     op.create_index(
@@ -85,6 +87,7 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_checkins_created_at"), table_name="checkins")
     op.drop_index(op.f("ix_invites_expires_at"), table_name="invites")
 
+    op.drop_index(op.f("ix_people_erased"), table_name="people")
     op.drop_index(op.f("ix_people_caseworker_id"), table_name="people")
     op.drop_index(op.f("ix_people_invited_by"), table_name="people")
     op.drop_index(op.f("ix_people_pseudonym_lower"), table_name="people")

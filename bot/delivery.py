@@ -282,7 +282,8 @@ class Sender:
         soonest = self._idle_poll
         waiting = [at for at in self._busy.values() if at != _IN_FLIGHT]
         if waiting:
-            soonest = min(soonest, max(min(waiting) - now, 0.005))
+            # A little past the moment: the loop's timers may fire a hair early.
+            soonest = min(soonest, max(min(waiting) - now + 0.002, 0.005))
         next_due = await queue.next_due(session, utcnow())
         if next_due is not None:
             soonest = min(soonest, max((next_due - utcnow()).total_seconds(), 0.005))

@@ -31,14 +31,15 @@ async def test_an_urgent_item_goes_ahead_of_a_bulk_backlog(bot: RunningBot) -> N
     await bot.queue([p for p, _ in members], "bulk notice", PRIORITY_BULK)
     await bot.api.wait_for(lambda: len(sends_to(bot, member_chats, "bulk")) >= 10, timeout=10)
     # When an urgent alert is queued in the middle
-    before = len(sends_to(bot, member_chats, "bulk"))
     await bot.queue([staff_id], "URGENT alert", PRIORITY_URGENT)
+    before = len(sends_to(bot, member_chats, "bulk"))  # counted from the commit
     await bot.api.wait_for(lambda: sends_to(bot, {staff.chat_id}, "URGENT") != [], timeout=10)
     # Then it goes with the next free turn: at most the sends already in flight went first
     # (the old sender worked through a fetched batch of 100 before it looked again)
     urgent_at = sends_to(bot, {staff.chat_id}, "URGENT")[0]
     bulk_before_urgent = sum(1 for n in sends_to(bot, member_chats, "bulk") if n < urgent_at)
-    assert bulk_before_urgent - before <= 9  # the sender's 8 sends in flight, and one turn
+    # At most the sends already in flight (8) and the one chosen for the next turn
+    assert bulk_before_urgent - before <= 9
     assert bulk_before_urgent < 150
 
 
@@ -71,16 +72,18 @@ async def test_a_backlog_to_one_chat_costs_a_few_statements_per_message(bot: Run
         await bot.drained()
     finally:
         event.remove(engine, "before_cursor_execute", count)
-    # Per message: choose it and delete it once sent, plus a look (and the next due time)
-    # when the send ends and when the chat's second is over; the chat id is opened once,
-    # not once per item per round as before. (The cleaner's and drained()'s queries are
-    # left out.)
+    # Per message: choose it, and delete it once sent; in between, a look (and the next
+    # due time) when the send ends and when the chat's second is over -- a loaded machine
+    # may add a look, so those are bounded loosely (the old sender ran 68 statements a
+    # message). The chat id is opened once, not once per item per round as before.
+    # (The cleaner's and drained()'s own queries are left out.)
     outbox = [s for s in statements if "outbox" in s and "count(*)" not in s]
     outbox = [s for s in outbox if "EXISTS" not in s]  # the cleaner's tidy_people
+    deletes = [s for s in outbox if s.startswith("DELETE FROM outbox")]
     chat_lookups = [s for s in statements if s.startswith("SELECT people.chat_ref \nFROM")]
     assert len(chat_lookups) == 1
-    assert len(outbox) <= 4 * 6, "\n".join(outbox)
-
+    assert len(deletes) == 4
+    assert len(outbox) <= 4 * 12, "\n".join(outbox)
 
 def test_the_sql_layer_knows_every_priority() -> None:
     from bot.delivery import PRIORITY_ESCALATION

@@ -41,8 +41,8 @@ from bot.i18n import t
 from bot.logs import configure_logging
 from bot.people import create_invite
 from storage.db import migrate
-from storage.models import OutboxItem, Person, Role, new_id
-from tests.conftest import PASSPHRASE, make_keys, make_settings, secrets_of
+from storage.models import OutboxItem, Role
+from tests.conftest import PASSPHRASE, bare_people, make_keys, make_settings, secrets_of
 from tests.fakebot import FakeBotApi, FakeUser
 
 LONG_TEXT = "fever since Monday, cannot go out to buy medicine, please call in the evening"
@@ -229,24 +229,10 @@ async def service_path(count: int) -> None:
         make_keys(data_dir)
         core = build_core(make_settings(data_dir))
         await migrate(core.engine)
+        (worker,) = bare_people(1, Role.CASEWORKER)
+        (member,) = bare_people(1)
+        member.caseworker_id = worker.id
         async with core.sessions() as session, session.begin():
-            worker = Person(
-                id=new_id(),
-                tg_lookup=b"w" * 32,
-                chat_ref=b"x",
-                role="caseworker",
-                pseudonym="W 1",
-                language="en",
-            )
-            member = Person(
-                id=new_id(),
-                tg_lookup=b"m" * 32,
-                chat_ref=b"x",
-                role="member",
-                pseudonym="M 1",
-                language="en",
-                caseworker_id=worker.id,
-            )
             session.add_all([worker, member])
         async with core.engine.begin() as conn:
             await conn.execute(text("CREATE TABLE raw_sa (id TEXT PRIMARY KEY, body BLOB)"))

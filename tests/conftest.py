@@ -16,13 +16,15 @@ from typing import Any
 import nacl.pwhash
 import pytest
 
-from bot.app import SafeApplication, build_application
+from bot.app import SafeApplication, build_application, build_core
+from bot.core import Core
 from bot.logs import configure_logging, forget_remembered
 from bot.people import create_invite
 from bot.settings import Settings, load_settings
 from crypto.boxes import TeamOpener
 from crypto.keyfile import KdfCost
 from crypto.keystore import TEAM_KEY_FILE, SecretsDir, unlock_team_key
+from storage.db import migrate
 from storage.models import Person, Role, new_id
 from tests.fakebot import FakeBotApi, FakeUser
 
@@ -100,6 +102,17 @@ def data_dir(tmp_path: Path) -> Path:
     path = tmp_path / "data"
     make_keys(path)
     return path
+
+
+@pytest.fixture
+async def core(data_dir: Path) -> AsyncIterator[Core]:
+    """The services' wiring on a migrated database, without Telegram (service tests)."""
+    core = build_core(make_settings(data_dir))
+    await migrate(core.engine)
+    try:
+        yield core
+    finally:
+        await core.engine.dispose()
 
 
 @pytest.fixture

@@ -3,11 +3,9 @@ the times kept in the clear are no finer than a feature needs."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
 from sqlalchemy import select, text
 
 from bot.app import build_core
@@ -64,16 +62,6 @@ async def test_failed_sends_and_expired_invites_leave_after_a_week(data_dir: Pat
     await core.engine.dispose()
     assert outbox == {"failed-new", "failed-late", "pending-old"}
     assert invites == {"expired-new", "open"}
-
-
-@pytest.fixture
-async def core(data_dir: Path) -> AsyncIterator[Core]:
-    core = build_core(make_settings(data_dir))
-    await migrate(core.engine)
-    try:
-        yield core
-    finally:
-        await core.engine.dispose()
 
 
 async def stored(core: Core, query: str, **params: str) -> list[datetime]:

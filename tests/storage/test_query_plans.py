@@ -15,11 +15,10 @@ separate test checks that every foreign key column leads an index.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 from typing import Any, cast
 
 import pytest
@@ -27,7 +26,6 @@ from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from telegram import Bot
 
-from bot.app import build_core
 from bot.cases import HelpRequest, cases_for, claim_case, escalate_due, open_case, resolve_case
 from bot.chat import About, clear_all_now, copy_about, delete_due, remember, tidy_people
 from bot.checkins import CheckInAnswers, record_checkin
@@ -47,9 +45,8 @@ from bot.relay import relay_from_member, reply_target
 from bot.retention import purge_old_records
 from bot.staff import revoke
 from storage import outbox
-from storage.db import migrate
 from storage.models import Base, OutboxItem, Person, Role, utcnow
-from tests.conftest import bare_people, make_settings
+from tests.conftest import bare_people
 
 # Tables whose rows grow with members or with what they do; a full read of one of these on
 # a hot path costs more every month. (Tallies stay a few dozen rows.)
@@ -127,16 +124,6 @@ async def problems(
             ):
                 found.append(f"{detail}\n    in: {statement.sql}")
     return found
-
-
-@pytest.fixture
-async def core(data_dir: Path) -> AsyncIterator[Core]:
-    core = build_core(make_settings(data_dir))
-    await migrate(core.engine)
-    try:
-        yield core
-    finally:
-        await core.engine.dispose()
 
 
 @pytest.fixture

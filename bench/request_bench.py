@@ -34,6 +34,7 @@ import aiosqlite
 from sqlalchemy import event, func, select, text
 
 from bench.harness import bench_bot
+from bench.relay_bench import enrol_pairs
 from bot.app import build_core
 from bot.cases import HelpRequest, open_case
 from bot.core import Core
@@ -167,12 +168,7 @@ async def cpu_per_request(requests: int, pairs: int) -> None:
 
 async def statements_per_request(requests: int) -> None:
     async with bench_bot() as bot:
-        worker = bot.api.user(710_000, "W", language_code="en")
-        await bot.enrol(worker, Role.CASEWORKER, "en", name="W")
-        await worker.send_command("invite")
-        link = await worker.wait_for_message("?start=")
-        member = bot.api.user(810_000, "M", language_code="en")
-        await bot.enrol(member, language="en", token=(link.text or "").rsplit("=", 1)[1])
+        ((worker, member),) = await enrol_pairs(bot, 1)
         counted: list[tuple[str, str]] = []
         phase = ["off"]
 

@@ -89,7 +89,7 @@ async def urgent_behind_bulk(backlog: int, samples: int) -> None:
 
 async def idle_behind_busy(backlog: int, samples: int) -> None:
     async with bench_bot(limits=True) as bot:
-        (busy_id, busy), = await bot.seed(1, 3_000_000)
+        ((busy_id, busy),) = await bot.seed(1, 3_000_000)
         idle = await bot.seed(samples, 3_100_000)
         await bot.queue([busy_id] * backlog, "backlog", PRIORITY_NORMAL)
         delays = await delays_while_draining(bot, idle, samples, 0.5, PRIORITY_NORMAL)

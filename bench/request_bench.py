@@ -206,9 +206,7 @@ async def statements_per_request(requests: int) -> None:
             totals["update"].append(sum(1 for p, s in ours if p == "update" and s != "COMMIT"))
             totals["sender"].append(sum(1 for p, s in ours if p == "sender" and s != "COMMIT"))
             totals["commits"].append(sum(1 for p, s in ours if p == "update" and s == "COMMIT"))
-            totals["api"].append(
-                sum(1 for c in bot.api.calls[calls:] if c.method != "getUpdates")
-            )
+            totals["api"].append(sum(1 for c in bot.api.calls[calls:] if c.method != "getUpdates"))
         median = {k: sorted(v)[len(v) // 2] for k, v in totals.items()}
         print(
             f"2. last step of a help request, medians of {requests}: {median['update']} SQL "

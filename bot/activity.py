@@ -23,6 +23,8 @@ Kind = Literal[
     "chat messages cleared",
     "chat clears failed",
     "escalations",
+    "prompts sent",
+    "welfare steps",
     "records purged",
 ]
 KINDS: tuple[Kind, ...] = get_args(Kind)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -14,7 +15,7 @@ from bot.delivery import (
     Outgoing,
     enqueue,
 )
-from bot.i18n import t
+from bot.i18n import day_text, t
 
 if TYPE_CHECKING:
     from bot.cases import HelpRequest
@@ -65,6 +66,9 @@ def case_alert_text(
     lines = []
     if escalation:
         lines.append(t(language, "alert_escalated", minutes=minutes_open))
+    if request.welfare:
+        lines.append(welfare_text(language, pseudonym, request))
+        return "\n".join(lines)
     if request.duress:
         lines.append(t(language, "alert_duress", pseudonym=pseudonym))
     else:
@@ -80,6 +84,16 @@ def case_alert_text(
     if request.text:
         lines.append(request.text)
     return "\n".join(lines)
+
+
+def welfare_text(language: str, pseudonym: str, request: HelpRequest) -> str:
+    """A welfare alert (bot/welfare.py): who, and since when nothing was heard."""
+    if request.category == "unreachable":
+        return t(language, "alert_unreachable", pseudonym=pseudonym)
+    if request.text:
+        since = day_text(language, date.fromisoformat(request.text))
+        return t(language, "alert_silent", pseudonym=pseudonym, since=since)
+    return t(language, "alert_silent_never", pseudonym=pseudonym)
 
 
 def alert_case(

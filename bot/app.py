@@ -18,10 +18,12 @@ from bot.i18n import LANGUAGES, STRANGER_LANGUAGE, t
 from bot.limits import RateLimiter
 from bot.pace import Pace
 from bot.retention import purge_old_records
+from bot.schedules import ensure_schedules, sweep_interval, sweep_prompts
 from bot.scrubber import WalScrubber
 from bot.settings import Settings
+from bot.welfare import sweep_watch, unreachable
 from crypto.keystore import SecretsDir
-from handlers import common, member, safety, staff
+from handlers import common, member, safety, schedule, staff
 from handlers.access import WORD_CHECKS_PER_MINUTE, StrangerDoor
 from handlers.context import (
     CLEANER_KEY,
@@ -42,6 +44,7 @@ log = logging.getLogger(__name__)
 MENUS = "menus"  # a cleaner run that also brings command menus in line
 MENUS_DUE_KEY = "menus_due"
 MENU_CHECK_SECONDS = 3600.0  # the safety net: menus are looked at this often regardless
+
 
 class SafeApplication(Application[Any, SafeContext, Any, Any, Any, Any]):
     """PTB's Application, with every update handled as one unit of work (handlers/unit.py)."""
@@ -81,19 +84,31 @@ async def _post_init(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
     scrubber = WalScrubber(core.engine)
     app.bot_data[SCRUBBER_KEY] = scrubber
     scrubber.start()
-    sender = Sender(core, app.bot, app.bot_data[PACE_KEY], scrub=scrubber.request)
+    # Members enrolled before schedules existed get theirs (the defaults from settings).
+    made = await ensure_schedules(core)
+    if made:
+        log.info("wellbeing schedules started for %d members", made)
+    sender = Sender(
+        core,
+        app.bot,
+        app.bot_data[PACE_KEY],
+        scrub=scrubber.request,
+        unreachable=lambda session, person_id: unreachable(session, core, person_id),
+    )
     app.bot_data[SENDER_KEY] = sender
     sender.start()
     assert app.job_queue is not None
     interval = core.settings.sweep_seconds
     app.job_queue.run_repeating(_sweep, interval=interval, first=interval, name="sweep")
+    # Wellbeing prompts and the welfare watch: soon after start (prompts missed while we
+    # were down go out once), then at a period that follows the shortest setting.
+    every = sweep_interval(core.settings)
+    app.job_queue.run_repeating(_prompts, interval=every, first=1.0, name="prompts")
     # Chat deletions: soon after start (catching up on any overdue while we were down), then
     # every few seconds; a quick exit or revealing media asks for a run at once.
     job_queue = app.job_queue
     job_queue.run_repeating(_clean, interval=min(interval, 5.0), first=0.1, name="clean")
-    app.bot_data[CLEANER_KEY] = lambda: job_queue.run_once(
-        _clean, 0, name="clean-now", data=MENUS
-    )
+    app.bot_data[CLEANER_KEY] = lambda: job_queue.run_once(_clean, 0, name="clean-now", data=MENUS)
     job_queue.run_repeating(_retention, interval=24 * 3600, first=60, name="retention")
     job_queue.run_repeating(
         _activity, interval=activity.REPORT_SECONDS, first=activity.REPORT_SECONDS, name="activity"
@@ -134,6 +149,18 @@ async def _sweep(context: SafeContext) -> None:
         escalated = await escalate_due(session, core)
     if escalated:
         activity.count("escalations", escalated)
+        context.wake_outbox()
+
+
+async def _prompts(context: SafeContext) -> None:
+    """Periodic: send the wellbeing prompts that are due and take the welfare watch a step
+    up where a grace period ran out (bot/schedules.py, bot/welfare.py)."""
+    core = context.core
+    sent = await sweep_prompts(core, progress=context.wake_outbox)
+    steps = await sweep_watch(core)
+    if sent or steps:
+        activity.count("prompts sent", sent)
+        activity.count("welfare steps", steps)
         context.wake_outbox()
 
 
@@ -182,5 +209,6 @@ def build_application(settings: Settings, core: Core | None = None) -> SafeAppli
     safety.register(app)
     member.register(app)
     staff.register(app)
+    schedule.register(app)
     common.register_fallbacks(app)
     return app

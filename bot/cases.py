@@ -28,9 +28,23 @@ from bot.people import Actor, active_person, active_staff, shown_name_of
 from crypto.boxes import RecordPlace
 from crypto.keystore import ServerSecrets
 from storage import outbox
-from storage.models import Case, CaseStatus, ChatMessage, Person, day, minute, new_id, utcnow
+from storage.models import (
+    Case,
+    CaseStatus,
+    ChatMessage,
+    Person,
+    Schedule,
+    day,
+    minute,
+    new_id,
+    utcnow,
+)
 
-CATEGORIES = ("danger", "medical", "money", "housing", "talk", "other")
+CATEGORIES = ("danger", "medical", "money", "housing", "talk", "other")  # a member's choice
+# Raised by the welfare watch, never by a member (bot/welfare.py): silence, and a 403.
+WELFARE_CATEGORIES = ("silent", "unreachable")
+# Encoded by position: new categories go at the end, so stored records keep their meaning.
+ALL_CATEGORIES = CATEGORIES + WELFARE_CATEGORIES
 UNRESOLVED = (CaseStatus.OPEN.value, CaseStatus.CLAIMED.value)
 URGENCIES = ("now", "today", "week")
 TEXT_LIMIT = 2000
@@ -50,13 +64,18 @@ class HelpRequest:
     duress: bool = False  # raised by the member's duress word, not by the buttons
 
     def __post_init__(self) -> None:
-        if self.category not in CATEGORIES or self.urgency not in URGENCIES:
+        if self.category not in ALL_CATEGORIES or self.urgency not in URGENCIES:
             raise InvalidRequest("unknown category or urgency")
         if self.text is not None and not 0 < len(self.text) <= TEXT_LIMIT:
             raise InvalidRequest("text too long")
 
     def __repr__(self) -> str:
         return "HelpRequest(<sealed>)"
+
+    @property
+    def welfare(self) -> bool:
+        """Raised by the welfare watch: its ``text`` is the ISO day of the last check-in."""
+        return self.category in WELFARE_CATEGORIES
 
     @property
     def urgent(self) -> bool:
@@ -70,7 +89,7 @@ class HelpRequest:
         """
         text = (self.text or "").encode("utf-8") if with_text else b""
         flags = (
-            CATEGORIES.index(self.category),
+            ALL_CATEGORIES.index(self.category),
             URGENCIES.index(self.urgency),
             int(self.duress),
             int(with_text and self.text is not None),
@@ -90,10 +109,10 @@ class HelpRequest:
         if not data.startswith(REQUEST_TAG) or len(data) < len(REQUEST_TAG) + 4:
             raise InvalidRequest("unknown help request payload")
         category, urgency, duress, has_text = data[2:6]
-        if category >= len(CATEGORIES) or urgency >= len(URGENCIES):
+        if category >= len(ALL_CATEGORIES) or urgency >= len(URGENCIES):
             raise InvalidRequest("unknown category or urgency")
         text = data[6:].decode("utf-8") if has_text else None
-        return cls(CATEGORIES[category], URGENCIES[urgency], text, bool(duress))
+        return cls(ALL_CATEGORIES[category], URGENCIES[urgency], text, bool(duress))
 
 
 def sealed_place(case_id: str) -> RecordPlace:
@@ -154,6 +173,8 @@ async def _urgent_open(session: AsyncSession, member_id: str) -> int:
             Case.member_id == member_id,
             Case.status == CaseStatus.OPEN.value,
             Case.escalate_at.is_not(None),
+            # A welfare alert about them escalates too, but is not their request.
+            ~exists().where(Schedule.watch_case_id == Case.id),
         )
     )
     return int(count or 0)

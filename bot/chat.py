@@ -48,6 +48,12 @@ MAX_DELAY = timedelta(hours=47)
 STUB_AFTER = TELEGRAM_DELETE_WINDOW - timedelta(minutes=30)
 DELETE_BATCH = 100  # deleteMessages takes at most 100 ids
 STUB_KEY = "cleared_stub"
+PROMPT = "prompt"  # a wellbeing prompt in a member's chat (bot/schedules.py)
+# A prompt holds nothing the member wrote, and a member who looks at the phone later must
+# still be able to answer it with one tap: it stays at least this long (or until the next
+# prompt replaces it), whatever the member's own delay. Once answered, the member's delay
+# counts again from the tap (handlers/member.py).
+PROMPT_STAYS = timedelta(hours=1)
 MENUS_PER_RUN = 200
 
 
@@ -58,7 +64,7 @@ class About:
 
     member_id: str
     case_id: str | None
-    kind: str  # "alert" | "relay" | "checkin" | "list" | "reply" | "invite"
+    kind: str  # "alert" | "relay" | "checkin" | "list" | "reply" | "invite" | "prompt"
 
 
 def clear_delay(person: Person | None, settings: Settings) -> timedelta:
@@ -101,7 +107,10 @@ async def remember(
     if person is None:
         return
     now = now or utcnow()
-    delete_at = now if at_once else now + clear_delay(person, settings)
+    delay = clear_delay(person, settings)
+    if about is not None and about.kind == PROMPT:
+        delay = max(delay, PROMPT_STAYS)
+    delete_at = now if at_once else now + delay
     if until is not None:
         delete_at = min(delete_at, max(until, now))
     known = (
@@ -154,6 +163,17 @@ async def clear_all_now(session: AsyncSession, person_id: str) -> None:
     await session.execute(
         update(ChatMessage).where(ChatMessage.person_id == person_id).values(delete_at=utcnow())
     )
+
+
+async def clear_kind_now(session: AsyncSession, person_id: str, kind: str) -> bool:
+    """The bot's messages of this kind in someone's chat are due now (an unanswered prompt
+    before the next is sent). True if there were any."""
+    result = await session.execute(
+        update(ChatMessage)
+        .where(ChatMessage.person_id == person_id, ChatMessage.kind == kind)
+        .values(delete_at=utcnow())
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 async def copy_about(session: AsyncSession, staff_id: str, message_id: int) -> ChatMessage | None:

@@ -17,6 +17,7 @@ from bot.alerts import recipients_for, reply_button
 from bot.chat import About
 from bot.delivery import Outgoing, enqueue
 from bot.i18n import t
+from bot.welfare import checked_in
 from crypto.boxes import RecordPlace, TeamOpener, TeamSealer
 from crypto.keystore import ServerSecrets
 from storage.models import CheckIn, day, new_id, utcnow
@@ -123,8 +124,10 @@ async def checkins_of(session: AsyncSession, person_id: str) -> list[CheckIn]:
 async def submit_checkin(
     session: AsyncSession, keys: ServerSecrets, person_id: str, answers: CheckInAnswers
 ) -> str:
-    """Store a check-in and, if it is worrying, alert the member's caseworker (or all staff)."""
+    """Store a check-in and, if it is worrying, alert the member's caseworker (or all staff).
+    It also answers the welfare watch: nothing is pending, an open alert closes."""
     checkin_id = await record_checkin(session, keys.team_sealer, person_id, answers)
+    await checked_in(session, keys, person_id)
     found = await recipients_for(session, person_id) if answers.worrying else None
     if found is None:
         return checkin_id

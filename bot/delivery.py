@@ -28,7 +28,7 @@ import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -39,7 +39,7 @@ from telegram.error import BadRequest, Forbidden, InvalidToken, RetryAfter, Tele
 from telegram.ext import ExtBot
 
 from bot import activity
-from bot.chat import About, remember
+from bot.chat import About, clear_kind_now, delete_due, remember
 from bot.core import Core
 from bot.i18n import t
 from bot.limits import MAX_BACKOFF_SECONDS, backoff
@@ -79,6 +79,9 @@ class Outgoing:
     link: About | None = None
     on_failure: FailureNotice | None = None
     priority: int = PRIORITY_NORMAL
+    # A kind of the bot's own messages (bot.chat.About.kind) this one replaces: those still
+    # in the recipient's chat are deleted just before it is sent (an unanswered prompt).
+    replaces: str | None = None
 
     def __repr__(self) -> str:
         return "Outgoing(<sealed>)"
@@ -91,6 +94,7 @@ class Outgoing:
             "edit": self.edit_message_id,
             "link": asdict(self.link) if self.link else None,
             "on_failure": asdict(self.on_failure) if self.on_failure else None,
+            "replaces": self.replaces,
         }
         return json.dumps(payload, ensure_ascii=False).encode("utf-8")
 
@@ -106,6 +110,7 @@ class Outgoing:
             link=About(**payload["link"]) if payload["link"] else None,
             on_failure=FailureNotice(**payload["on_failure"]) if payload["on_failure"] else None,
             priority=priority,
+            replaces=payload.get("replaces"),
         )
 
     def markup(self) -> InlineKeyboardMarkup | None:
@@ -178,6 +183,7 @@ class Sender:
         concurrency: int = 8,
         idle_poll: float = 5.0,
         scrub: Callable[[], None] = lambda: None,
+        unreachable: Callable[[AsyncSession, str], Awaitable[object]] | None = None,
     ) -> None:
         self._core = core
         self._bot = bot
@@ -193,6 +199,9 @@ class Sender:
         self._busy: dict[str, float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._scrub = scrub
+        # Told, in the same transaction, when Telegram refuses a recipient for good (403):
+        # for a member that is a safety signal (bot.welfare.unreachable), not an opt-out.
+        self._unreachable = unreachable
         self.sent = 0
         self.failed = 0
 
@@ -331,6 +340,11 @@ class Sender:
                 await queue.mark_failed(session, item.id, "unreadable")
             self.failed += 1
             return
+        if message.replaces is not None:
+            async with core.sessions() as session, session.begin():
+                old = await clear_kind_now(session, item.recipient_id, message.replaces)
+            if old:  # gone from the chat before the new one arrives
+                await delete_due(core, self._bot, person_id=item.recipient_id)
         try:
             sent_message_id = await self._send(chat_id, message)
         except RetryAfter as exc:
@@ -400,6 +414,8 @@ class Sender:
         activity.count("sends failed")
         async with core.sessions() as session, session.begin():
             await queue.mark_failed(session, item.id, error)
+            if error == "403" and self._unreachable is not None:
+                await self._unreachable(session, item.recipient_id)
             notice = message.on_failure
             if notice is not None:
                 person = await session.get(Person, notice.person_id)

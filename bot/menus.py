@@ -12,9 +12,20 @@ from bot.i18n import t
 from storage.models import Role
 
 MEMBER_COMMANDS = ("menu", "checkin", "ask", "clear", "settings", "language", "cancel")
-CASEWORKER_COMMANDS = ("cases", "invite", "invites", "name", "language", "cancel")
+CASEWORKER_COMMANDS = (
+    "cases",
+    "due",
+    "schedule",
+    "invite",
+    "invites",
+    "name",
+    "language",
+    "cancel",
+)
 ADMIN_COMMANDS = (
     "cases",
+    "due",
+    "schedule",
     "invite",
     "invites",
     "revoke",

@@ -6,9 +6,13 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dotenv import dotenv_values
+
+from bot.cadence import Window, parse_duration, parse_window
 
 TELEGRAM_API = "https://api.telegram.org/bot"
 BOTFATHER_HINT = "get one from @BotFather in Telegram (/newbot) and put it in .env"
@@ -59,6 +63,12 @@ class Settings:
     staff_clear_after_hours: float = 24.0
     retention_days: int = 365
     messages_per_minute: int = 20
+    # Wellbeing prompts and the welfare watch (bot/schedules.py, bot/welfare.py): the
+    # defaults a new member's schedule starts from.
+    checkin_every: timedelta = timedelta(days=7)
+    checkin_window: Window = field(default_factory=lambda: parse_window("19:00-21:00"))
+    checkin_grace: timedelta = timedelta(days=2)
+    default_timezone: str = "Asia/Seoul"
 
     @property
     def old_secrets_dir(self) -> Path:
@@ -91,6 +101,33 @@ def _number(env: Mapping[str, str], name: str, default: float, low: float, high:
     if not low <= value <= high:
         raise SettingsError(f"{name} must be between {low} and {high}.")
     return value
+
+
+def _duration(env: Mapping[str, str], name: str, default: str) -> timedelta:
+    raw = env.get(name, "").strip() or default
+    try:
+        return parse_duration(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name}: {exc}.") from None
+
+
+def _window(env: Mapping[str, str], name: str, default: str) -> Window:
+    raw = env.get(name, "").strip() or default
+    try:
+        return parse_window(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name}: {exc}.") from None
+
+
+def _timezone(env: Mapping[str, str], name: str, default: str) -> str:
+    raw = env.get(name, "").strip() or default
+    try:
+        ZoneInfo(raw)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise SettingsError(
+            f"{name} must be an IANA time zone such as Asia/Seoul or Asia/Shanghai, not {raw!r}."
+        ) from None
+    return raw
 
 
 def _secrets_dir(env: Mapping[str, str]) -> Path:
@@ -164,4 +201,8 @@ def load_settings(
         staff_clear_after_hours=_number(env, "SAFERELAY_STAFF_CLEAR_AFTER_HOURS", 24.0, 0.0001, 47),
         retention_days=int(_number(env, "SAFERELAY_RETENTION_DAYS", 365, 1, 3650)),
         messages_per_minute=int(_number(env, "SAFERELAY_MESSAGES_PER_MINUTE", 20, 1, 1000)),
+        checkin_every=_duration(env, "SAFERELAY_CHECKIN_EVERY", "7d"),
+        checkin_window=_window(env, "SAFERELAY_CHECKIN_WINDOW", "19:00-21:00"),
+        checkin_grace=_duration(env, "SAFERELAY_CHECKIN_GRACE", "2d"),
+        default_timezone=_timezone(env, "SAFERELAY_DEFAULT_TIMEZONE", "Asia/Seoul"),
     )

@@ -17,6 +17,7 @@ from telegram.ext import (
 
 from bot.i18n import language_from_telegram, t
 from bot.people import redeem_invite, set_language
+from bot.schedules import start_schedule
 from handlers import member, staff
 from handlers.access import answer_stranger, identify_sender
 from handlers.context import SafeContext
@@ -49,6 +50,8 @@ async def start(update: Update, context: SafeContext) -> None:
         answer_stranger(update, context)
         return
     context.actor = actor
+    if actor.is_member:
+        start_schedule(unit.session(), core, actor.person_id)
     await unit.note_incoming(actor.person_id, message.message_id, at_once=False)
     await unit.commit()
     # The link's message leaves its maker's chat, and the newcomer's menu is set.

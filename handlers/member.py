@@ -1,4 +1,5 @@
-"""Member flows: the wellbeing check-in.
+"""Member flows: the wellbeing check-in (from /checkin, the menu, or one tap on a prompt)
+and the help request.
 
 Answers in progress live only in memory (PTB's user_data, never persisted) until the last
 step seals them to the team key, so a half-finished check-in leaves nothing on disk.
@@ -25,10 +26,12 @@ from telegram.warnings import PTBUserWarning
 
 from bot.cases import CATEGORIES, URGENCIES, HelpRequest, open_case
 from bot.cases import TEXT_LIMIT as HELP_TEXT_LIMIT
+from bot.chat import remember
 from bot.checkins import NOTE_LIMIT, CheckInAnswers, submit_checkin
 from bot.i18n import t
 from bot.relay import TEXT_LIMIT as RELAY_LIMIT
 from bot.relay import correct_from_member, relay_from_member
+from bot.schedules import not_now
 from handlers.context import SafeContext
 from handlers.render import edit_pressed, keyboard, say
 
@@ -88,6 +91,48 @@ async def start_checkin(update: Update, context: SafeContext) -> int:
     if message is not None:
         _draft(context)["prompt"] = (message.chat_id, message.message_id)
     return HEALTH
+
+
+async def start_from_prompt(update: Update, context: SafeContext) -> int:
+    """One tap on a prompt's health button is the first answer: the prompt itself becomes
+    the next question. From now on it holds an answer, so it clears after the member's own
+    delay, not the longer stay a bare prompt gets (bot/chat.py, PROMPT_STAYS)."""
+    query, actor, core = update.callback_query, context.require_actor(), context.core
+    if query is None or query.data is None or query.message is None:
+        return ConversationHandler.END
+    if not actor.is_member:
+        await query.answer(t(actor.language, "stale_button"))
+        return ConversationHandler.END
+    await query.answer()
+    _forget_draft(context)
+    draft = _draft(context)
+    draft["health"] = int(query.data.rsplit(":", 1)[1])
+    draft["prompt"] = (query.message.chat.id, query.message.message_id)
+    session = context.session()
+    await remember(session, core.settings, actor.person_id, [query.message.message_id])
+    await context.commit()
+    lang = actor.language
+    threat = [[(t(lang, "yes"), "ci:t:yes"), (t(lang, "no"), "ci:t:no")]]
+    await edit_pressed(query, t(lang, "checkin_threat"), keyboard(threat))
+    return THREAT
+
+
+async def prompt_later(update: Update, context: SafeContext) -> None:
+    """ "Not now" on a prompt: it leaves the chat, and is asked again later (bot/schedules)."""
+    query, actor, core = update.callback_query, context.require_actor(), context.core
+    if query is None or query.message is None:
+        return
+    if not actor.is_member:
+        await query.answer(t(actor.language, "stale_button"))
+        return
+    session = context.session()
+    await not_now(session, core.secrets, actor.person_id)
+    await remember(
+        session, core.settings, actor.person_id, [query.message.message_id], at_once=True
+    )
+    await context.commit()
+    await query.answer(t(actor.language, "prompt_later"))
+    context.wake_cleaner()
 
 
 def button_step(
@@ -351,6 +396,7 @@ def register(app: Application) -> None:  # type: ignore[type-arg]
             entry_points=[
                 CommandHandler("checkin", start_checkin),
                 CallbackQueryHandler(start_checkin, pattern=r"^menu:checkin$"),
+                CallbackQueryHandler(start_from_prompt, pattern=r"^ci:p:[1-5]$"),
             ],
             states={
                 HEALTH: [CallbackQueryHandler(answer_health, pattern=r"^ci:h:[1-5]$"), typed],
@@ -392,3 +438,4 @@ def register(app: Application) -> None:  # type: ignore[type-arg]
         )
     app.add_handler(checkin)
     app.add_handler(ask)
+    app.add_handler(CallbackQueryHandler(prompt_later, pattern=r"^ci:later$"))

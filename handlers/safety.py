@@ -107,6 +107,7 @@ async def show_settings(update: Update, context: SafeContext) -> None:
     lang = actor.language
     rows = [
         [(t(lang, f"clear_{m}"), f"set:clear:{m}") for m in CLEAR_CHOICES],
+        [(t(lang, "set_prompts"), "sch:menu")],
         [(t(lang, "set_code_word"), "set:word:code")],
         [(t(lang, "set_duress_word"), "set:word:duress")],
         [(t(lang, "remove_words"), "set:word:none")],

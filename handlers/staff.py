@@ -313,9 +313,7 @@ async def staff_text(update: Update, context: SafeContext) -> None:
     target: str | None = None
     if message.reply_to_message is not None:
         session = context.session()
-        found = await reply_target(
-            session, actor.person_id, message.reply_to_message.message_id
-        )
+        found = await reply_target(session, actor.person_id, message.reply_to_message.message_id)
         await context.commit()
         target = found.copy_id if found else None
     elif not user_data.get(NAMING):

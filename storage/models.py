@@ -388,3 +388,51 @@ class Tally(Base):
     period: Mapped[str] = mapped_column(String(16), primary_key=True)
     name: Mapped[str] = mapped_column(String(32), primary_key=True)
     value: Mapped[float] = mapped_column(default=0.0)
+
+
+class WatchStep(enum.IntEnum):
+    """Where a member stands on the welfare watch's ladder (bot/welfare.py)."""
+
+    QUIET = 0  # nothing pending: answered, paused, or not prompted yet
+    PROMPTED = 1  # a prompt is unanswered; the reminder is due at ``watch_at``
+    REMINDED = 2  # reminded too; their caseworker is alerted at ``watch_at``
+    ALERTED = 3  # staff were alerted (``watch_case_id``); it closes when they check in
+
+
+class Schedule(Base):
+    """A member's wellbeing prompts and welfare watch: one row per member.
+
+    ``plan`` (server box, bound to the row) holds the cadence, the local window, the time
+    zone and the grace period: a zone of "China time" in the clear would mark someone in
+    hiding. What the sweeps must find is in the clear, as deadlines only: ``next_at`` (the
+    next prompt, None when prompts are off) and ``watch_at`` (the next step of the ladder).
+    A UTC prompt time narrows the zone a little (a window of 19:00-21:00 in Seoul and in
+    Shanghai overlap by an hour); the jitter keeps it from saying more.
+    """
+
+    __tablename__ = "schedules"
+    __table_args__ = (
+        CheckConstraint("watch_step BETWEEN 0 AND 3", name="watch_step"),
+        Index(None, "next_at"),
+        Index(None, "watch_at"),
+    )
+
+    person_id: Mapped[str] = mapped_column(
+        ForeignKey("people.id", ondelete="CASCADE"), primary_key=True
+    )
+    plan: Mapped[bytes] = mapped_column(LargeBinary)
+    next_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # The last prompt actually sent: the next is counted from it and avoids its minute.
+    last_prompt_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # Prompts paused by the member (1 week, 1 month) until then.
+    paused_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    watch_step: Mapped[int] = mapped_column(default=WatchStep.QUIET.value)
+    watch_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # The watch paused by staff (travel, hospital) until then; prompts go on.
+    watch_paused_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # Day precision: the first prompt of a silence, for the alert when no check-in is kept.
+    silent_since: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # The open welfare alert ("has not checked in since ..."), closed by their next check-in.
+    watch_case_id: Mapped[str | None] = mapped_column(
+        ForeignKey("cases.id", ondelete="SET NULL"), nullable=True, index=True
+    )

@@ -182,7 +182,6 @@ class RunningBot:
             await user.send_text(name or f"Staff {user.user_id}")
             await self.api.wait_idle()
 
-
     async def seed(
         self, count: int, first_uid: int, role: Role = Role.MEMBER, language: str = "en"
     ) -> list[tuple[str, FakeUser]]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import string
 import tomllib
+from datetime import date
 from functools import cache
 from importlib import resources
 
@@ -97,3 +98,13 @@ def t(language: str, key: str, /, **values: object) -> str:
     lang = language if language in LANGUAGES else DEFAULT_LANGUAGE
     text = catalogue(lang).get(key) or catalogue(DEFAULT_LANGUAGE)[key]
     return _FORMATTER.format(text, **values) if values else text
+
+
+def day_text(language: str, day: date) -> str:
+    """A calendar day as people write it ("3월 12일", "12 March", "3月12日"), with the year
+    only when it is not this year's."""
+    months = t(language, "month_names").split()
+    text = t(language, "day_format", day=day.day, month=day.month, month_name=months[day.month - 1])
+    if day.year != date.today().year:
+        text = t(language, "day_with_year", year=day.year, day=text)
+    return text

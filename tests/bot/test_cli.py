@@ -270,9 +270,7 @@ async def test_run_waits_for_an_unreachable_bot_api_instead_of_crashing(
         assert process.returncode is None
         # When the Bot API comes up, the bot starts polling it
         async with FakeBotApi(port=port) as api:
-            await api.wait_for(
-                lambda: any(c.method == "getUpdates" for c in api.calls), timeout=30
-            )
+            await api.wait_for(lambda: any(c.method == "getUpdates" for c in api.calls), timeout=30)
             process.send_signal(signal.SIGINT)
             _, rest = await asyncio.wait_for(process.communicate(), timeout=30)
     finally:

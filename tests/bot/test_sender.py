@@ -25,7 +25,7 @@ def sends_to(bot: RunningBot, chat_ids: set[int], marker: str) -> list[int]:
 
 async def test_an_urgent_item_goes_ahead_of_a_bulk_backlog(bot: RunningBot) -> None:
     members = await bot.seed(150, 910_000)
-    (staff_id, staff), = await bot.seed(1, 990_000, Role.CASEWORKER)
+    ((staff_id, staff),) = await bot.seed(1, 990_000, Role.CASEWORKER)
     member_chats = {user.chat_id for _, user in members}
     # Given 150 bulk messages draining at the overall rate
     await bot.queue([p for p, _ in members], "bulk notice", PRIORITY_BULK)
@@ -56,7 +56,7 @@ async def test_a_busy_chat_does_not_hold_up_another(bot: RunningBot) -> None:
 
 
 async def test_a_backlog_to_one_chat_costs_a_few_statements_per_message(bot: RunningBot) -> None:
-    (person_id, user), = await bot.seed(1, 930_000)
+    ((person_id, user),) = await bot.seed(1, 930_000)
     statements: list[str] = []
 
     def count(_conn: object, _cursor: object, sql: str, *_args: object) -> None:
@@ -84,6 +84,7 @@ async def test_a_backlog_to_one_chat_costs_a_few_statements_per_message(bot: Run
     assert len(chat_lookups) == 1
     assert len(deletes) == 4
     assert len(outbox) <= 4 * 12, "\n".join(outbox)
+
 
 def test_the_sql_layer_knows_every_priority() -> None:
     from bot.delivery import PRIORITY_ESCALATION
@@ -115,7 +116,7 @@ async def test_a_reply_refused_for_a_moment_is_sent_after_the_pause_not_an_error
 ) -> None:
     from bot.i18n import t
 
-    (_, user), = await bot.seed(1, 940_000)
+    ((_, user),) = await bot.seed(1, 940_000)
     # Given Telegram refusing the next message to this member for a second
     bot.api.fail_next("sendMessage", chat_id=user.chat_id, status=429, retry_after=1)
     # When they ask for the menu, they still get it, and no error message

@@ -126,7 +126,7 @@ async def test_0005_adds_only_indexes_and_its_downgrade_takes_them_away(tmp_path
         )
     before = await _index_definitions(engine)
     # When it is upgraded, then downgraded again
-    await migrate(engine)
+    await migrate(engine, "0005")
     after = await _index_definitions(engine)
     await migrate_down(engine, "0004")
     # Then the upgrade added the hot-path indexes (and replaced two outbox ones), the

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.schedule import (
+from bot.cadence import (
     ANY_TIME,
     DEFAULT_CADENCE,
     MINUTES_PER_DAY,

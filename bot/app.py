@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from typing import Any
@@ -113,6 +114,10 @@ async def _post_init(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
     job_queue.run_repeating(
         _activity, interval=activity.REPORT_SECONDS, first=activity.REPORT_SECONDS, name="activity"
     )
+    # Everything made so far (modules, metadata, caches) lives as long as the process: out of
+    # the collector's way, so a full collection walks only what the bot makes while running
+    # (a pause of ~200 ms otherwise, in the middle of someone's update).
+    gc.freeze()
     log.info("bot ready")
 
 

@@ -33,6 +33,7 @@ from storage.models import (
     OutboxItem,
     Person,
     Role,
+    Schedule,
     Tally,
     day,
     utcnow,
@@ -56,6 +57,7 @@ async def erase_member(session: AsyncSession, keys: ServerSecrets, member_id: st
     now = utcnow()
     await _clear_staff_copies(session, keys, member)
     for model, column in (
+        (Schedule, Schedule.person_id),  # their window and zone too
         (CheckIn, CheckIn.person_id),
         (Case, Case.member_id),
         (Note, Note.member_id),

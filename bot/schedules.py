@@ -64,7 +64,8 @@ PAUSES = {"week": timedelta(days=7), "month": timedelta(days=30)}
 NOT_NOW = (timedelta(minutes=20), timedelta(minutes=40))
 # A prompt missed by more than this (the bot was down) waits for the member's next window.
 ON_TIME = timedelta(minutes=10)
-SWEEP_BATCH = 100  # rows per transaction: updates get the loop and the database in between
+SWEEP_BATCH = 50  # rows per transaction: updates get the database in between
+YIELD_EVERY = 10  # members handled between two turns of the event loop (~1 ms each)
 # The jitter must not be predictable from earlier prompts: never a seeded Mersenne Twister.
 RNG: random.Random = random.SystemRandom()
 
@@ -379,8 +380,13 @@ async def sweep_prompts(
                     )
                 ).all()
             )
-            for row, member in due:
-                sent += await _prompt_one(session, core, row, member, now, rng)
+            # Nothing is flushed until the commit, so no write lock is held while the
+            # prompts are made; every few members the loop lets waiting updates run.
+            with session.no_autoflush:
+                for n, (row, member) in enumerate(due, 1):
+                    sent += await _prompt_one(session, core, row, member, now, rng)
+                    if n % YIELD_EVERY == 0:
+                        await asyncio.sleep(0)
         progress()  # the sender may start on this batch while the next is prepared
         if len(due) < batch:
             return sent

@@ -35,7 +35,14 @@ from bot.core import Core
 from bot.delivery import Outgoing, enqueue
 from bot.i18n import t
 from bot.people import Actor, active_person
-from bot.schedules import SWEEP_BATCH, alert_open, queue_prompt, read_plan, watch_paused
+from bot.schedules import (
+    SWEEP_BATCH,
+    YIELD_EVERY,
+    alert_open,
+    queue_prompt,
+    read_plan,
+    watch_paused,
+)
 from crypto.keystore import ServerSecrets
 from storage.models import (
     Case,
@@ -82,8 +89,11 @@ async def sweep_watch(core: Core, *, now: datetime | None = None, batch: int = S
                     )
                 ).all()
             )
-            for row, member in due:
-                steps += await _step_up(session, core, row, member, now)
+            with session.no_autoflush:  # as in bot.schedules.sweep_prompts
+                for n, (row, member) in enumerate(due, 1):
+                    steps += await _step_up(session, core, row, member, now)
+                    if n % YIELD_EVERY == 0:
+                        await asyncio.sleep(0)
         if len(due) < batch:
             return steps
         await asyncio.sleep(0)

@@ -14,8 +14,8 @@ from __future__ import annotations
 from datetime import date, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
-from telegram import InlineKeyboardMarkup, Update
-from telegram.ext import Application, CallbackQueryHandler, CommandHandler
+from telegram import ChatMember, InlineKeyboardMarkup, Update
+from telegram.ext import Application, CallbackQueryHandler, ChatMemberHandler, CommandHandler
 
 from bot.cadence import Cadence, Every, format_duration, parse_window
 from bot.i18n import day_text, t
@@ -34,7 +34,15 @@ from bot.schedules import (
     start_schedule,
     watch_paused,
 )
-from bot.welfare import WATCH_PAUSES, DueLine, due_for, last_checkin_day, may_manage, pause_watch
+from bot.welfare import (
+    WATCH_PAUSES,
+    DueLine,
+    due_for,
+    last_checkin_day,
+    may_manage,
+    pause_watch,
+    unreachable,
+)
 from crypto.keystore import ServerSecrets
 from handlers.context import SafeContext
 from handlers.render import edit_pressed, keyboard, say, send
@@ -334,7 +342,24 @@ async def list_due(update: Update, context: SafeContext) -> None:
     await send(update, context, text)
 
 
+async def member_left_chat(update: Update, context: SafeContext) -> None:
+    """Telegram says a member blocked the bot (or their account went): a safety signal for
+    their caseworker at once, not an opt-out (bot.welfare.unreachable). A send that is
+    refused with 403 raises the same alert, for when no such update comes."""
+    change, actor = update.my_chat_member, context.actor
+    if change is None or actor is None or not actor.is_member:
+        return
+    if change.new_chat_member.status != ChatMember.BANNED:  # "kicked": the bot was blocked
+        return
+    session = context.session()
+    raised = await unreachable(session, context.core, actor.person_id)
+    await context.commit()
+    if raised:
+        context.wake_outbox()
+
+
 def register(app: Application) -> None:  # type: ignore[type-arg]
+    app.add_handler(ChatMemberHandler(member_left_chat, ChatMemberHandler.MY_CHAT_MEMBER), group=1)
     app.add_handler(CallbackQueryHandler(member_schedule, pattern=MEMBER_PATTERN))
     app.add_handler(CommandHandler("due", list_due))
     app.add_handler(CommandHandler("schedule", show_member_schedule))

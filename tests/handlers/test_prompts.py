@@ -177,11 +177,35 @@ async def test_a_member_who_blocked_the_bot_is_raised_to_their_caseworker(
     bot: RunningBot, team: Team
 ) -> None:
     pseudonym = pseudonym_of(team.member)
+    # Telegram tells the bot at once (my_chat_member: kicked).
     bot.api.block(team.member.user_id)
-    await make_due(bot, team.member)
-    await team.mina.wait_for_message(t("en", "alert_unreachable", pseudonym=pseudonym), timeout=10)
+    alert = t("en", "alert_unreachable", pseudonym=pseudonym)
+    await team.mina.wait_for_message(alert, timeout=10)
     row = await schedule_row(bot, team.member)
     assert row.watch_step == WatchStep.ALERTED
+    # Prompts refused with 403 after that raise no second alert while this one is open.
+    await make_due(bot, team.member)
+    await eventually(
+        lambda: _async(any(c.status == 403 for c in bot.api.calls_to("sendMessage"))),
+        what="the refused prompt",
+    )
+    await bot.drained()
+    assert sum(alert in (m.text or "") for m in team.mina.inbox()) == 1
+
+
+@pytest.mark.bot_env(**FAST)
+async def test_a_send_refused_with_403_raises_the_same_alert(bot: RunningBot, team: Team) -> None:
+    # An account deleted: no update comes, only 403 to the next message.
+    pseudonym = pseudonym_of(team.member)
+    bot.api.fail_next(
+        "sendMessage",
+        status=403,
+        description="Forbidden: user is deactivated",
+        chat_id=team.member.chat_id,
+    )
+    await make_due(bot, team.member)
+    alert = t("en", "alert_unreachable", pseudonym=pseudonym)
+    await team.mina.wait_for_message(alert, timeout=10)
 
 
 @pytest.mark.bot_env(**FAST)

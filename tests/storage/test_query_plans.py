@@ -43,14 +43,25 @@ from bot.people import (
 )
 from bot.relay import relay_from_member, reply_target
 from bot.retention import purge_old_records
+from bot.schedules import ensure_schedules, not_now, pause_prompts, sweep_prompts
 from bot.staff import revoke
+from bot.welfare import checked_in, due_for, sweep_watch, unreachable
 from storage import outbox
 from storage.models import Base, OutboxItem, Person, Role, utcnow
 from tests.conftest import bare_people
 
 # Tables whose rows grow with members or with what they do; a full read of one of these on
 # a hot path costs more every month. (Tallies stay a few dozen rows.)
-GROWING = {"people", "checkins", "cases", "notes", "outbox", "chat_messages", "invites"}
+GROWING = {
+    "people",
+    "checkins",
+    "cases",
+    "notes",
+    "outbox",
+    "chat_messages",
+    "invites",
+    "schedules",
+}
 SORT = "USE TEMP B-TREE FOR ORDER BY"
 VERBS = ("SELECT", "UPDATE", "DELETE", "INSERT", "WITH")
 
@@ -264,6 +275,29 @@ async def test_the_retention_purge_reads_only_what_it_counts_and_deletes(
 ) -> None:
     with captured(core.engine) as statements:
         await purge_old_records(core.sessions, core.settings.retention_days)
+    assert await problems(core.engine, statements) == []
+
+
+async def test_prompt_and_welfare_sweeps_find_due_members_through_indexes(
+    core: Core, seeded: Seeded
+) -> None:
+    keys = core.secrets
+    await ensure_schedules(core)
+    member = seeded.members[1]
+    async with core.sessions() as session, session.begin():
+        await pause_prompts(session, keys, seeded.members[2].id, timedelta(days=7))
+    # When prompts fall due, the watch climbs, a member answers, and staff look at who is due
+    later = utcnow() + timedelta(days=40)
+    with captured(core.engine) as statements:
+        await sweep_prompts(core, now=later)
+        await sweep_watch(core, now=later + timedelta(days=3))
+        await sweep_watch(core, now=later + timedelta(days=6))
+        async with core.sessions() as session, session.begin():
+            await unreachable(session, core, seeded.members[4].id)
+            await not_now(session, keys, seeded.members[3].id)
+            await checked_in(session, keys, member.id)
+            await due_for(session, actor_of(seeded.caseworker, keys))
+    # Then each finds its rows through an index
     assert await problems(core.engine, statements) == []
 
 

@@ -11,6 +11,7 @@ from telegram.error import TelegramError
 from telegram.ext import Application, ApplicationBuilder, ContextTypes
 
 from bot import activity
+from bot.broadcasts import PROGRESS_SECONDS, show_progress, sweep_broadcasts
 from bot.cases import escalate_due
 from bot.chat import delete_due, tidy_people
 from bot.core import Core
@@ -24,8 +25,9 @@ from bot.scrubber import WalScrubber
 from bot.settings import Settings
 from bot.welfare import sweep_watch, unreachable
 from crypto.keystore import SecretsDir
-from handlers import common, member, safety, schedule, staff
+from handlers import broadcasts, common, member, safety, schedule, staff
 from handlers.access import WORD_CHECKS_PER_MINUTE, StrangerDoor
+from handlers.broadcasts import WAKE_KEY as BROADCASTS_WAKE_KEY
 from handlers.context import (
     CLEANER_KEY,
     CORE_KEY,
@@ -105,6 +107,12 @@ async def _post_init(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
     # were down go out once), then at a period that follows the shortest setting.
     every = sweep_interval(core.settings)
     app.job_queue.run_repeating(_prompts, interval=every, first=1.0, name="prompts")
+    # Broadcasts: due ones queued, progress messages edited (at most this often each).
+    app.job_queue.run_repeating(
+        _broadcasts, interval=PROGRESS_SECONDS, first=0.5, name="broadcasts"
+    )
+    jobs = app.job_queue
+    app.bot_data[BROADCASTS_WAKE_KEY] = lambda: jobs.run_once(_broadcasts, 0, name="broadcasts-now")
     # Chat deletions: soon after start (catching up on any overdue while we were down), then
     # every few seconds; a quick exit or revealing media asks for a run at once.
     job_queue = app.job_queue
@@ -169,6 +177,16 @@ async def _prompts(context: SafeContext) -> None:
         context.wake_outbox()
 
 
+async def _broadcasts(context: SafeContext) -> None:
+    """Queue the broadcasts whose time has come, mark finished ones, and show progress on
+    their senders' messages (bot/broadcasts.py)."""
+    core = context.core
+    queued = await sweep_broadcasts(core, progress=context.wake_outbox)
+    edits = await show_progress(core)
+    if queued or edits:
+        context.wake_outbox()
+
+
 async def _post_stop(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
     sender = app.bot_data.get(SENDER_KEY)
     if sender is not None:
@@ -215,5 +233,6 @@ def build_application(settings: Settings, core: Core | None = None) -> SafeAppli
     member.register(app)
     staff.register(app)
     schedule.register(app)
+    broadcasts.register(app)
     common.register_fallbacks(app)
     return app

@@ -137,6 +137,7 @@ def enqueue(
     due_at: datetime | None = None,
     about: str | None = None,
     collapse_key: str | None = None,
+    broadcast_id: str | None = None,
 ) -> str:
     """Queue ``message`` for ``recipient_id`` in the caller's transaction. ``about`` (by
     default the linked member) ties the item to a member, so erasing them removes it;
@@ -154,6 +155,7 @@ def enqueue(
             payload=keys.server_box.seal(message.to_bytes(), payload_place(item_id)),
             about_member_id=about or (message.link.member_id if message.link else None),
             collapse_key=collapse_key,
+            broadcast_id=broadcast_id,
         )
     )
     return item_id
@@ -268,6 +270,7 @@ class Sender:
                 # Revoked or erased since it was queued: they receive nothing more.
                 async with core.sessions() as session, session.begin():
                     await queue.remove(session, item.id)
+                    await queue.count_broadcast(session, item.broadcast_id, delivered=False)
                 return 0.0
             free_at = self._pace.chat_free_at(chat_id)
             if free_at > time.monotonic():
@@ -369,6 +372,7 @@ class Sender:
         else:
             async with core.sessions() as session, session.begin():
                 await queue.remove(session, item.id)
+                await queue.count_broadcast(session, item.broadcast_id, delivered=True)
                 if sent_message_id is not None:
                     # Every chat clears itself; a staff copy remembers whom it is about.
                     await remember(
@@ -414,6 +418,7 @@ class Sender:
         activity.count("sends failed")
         async with core.sessions() as session, session.begin():
             await queue.mark_failed(session, item.id, error)
+            await queue.count_broadcast(session, item.broadcast_id, delivered=False)
             if error == "403" and self._unreachable is not None:
                 await self._unreachable(session, item.recipient_id)
             notice = message.on_failure

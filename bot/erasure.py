@@ -29,10 +29,12 @@ from storage.models import (
     Case,
     ChatMessage,
     CheckIn,
+    Label,
     Note,
     OutboxItem,
     Person,
     Role,
+    Rsvp,
     Schedule,
     Tally,
     day,
@@ -58,6 +60,8 @@ async def erase_member(session: AsyncSession, keys: ServerSecrets, member_id: st
     await _clear_staff_copies(session, keys, member)
     for model, column in (
         (Schedule, Schedule.person_id),  # their window and zone too
+        (Label, Label.person_id),  # group labels can name places
+        (Rsvp, Rsvp.member_id),  # their answers (the totals stay: they say how many)
         (CheckIn, CheckIn.person_id),
         (Case, Case.member_id),
         (Note, Note.member_id),

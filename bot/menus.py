@@ -11,11 +11,23 @@ from __future__ import annotations
 from bot.i18n import t
 from storage.models import Role
 
-MEMBER_COMMANDS = ("menu", "checkin", "ask", "clear", "settings", "language", "cancel")
+MEMBER_COMMANDS = (
+    "menu",
+    "checkin",
+    "ask",
+    "notices",
+    "clear",
+    "settings",
+    "language",
+    "cancel",
+)
 CASEWORKER_COMMANDS = (
     "cases",
     "due",
     "schedule",
+    "broadcast",
+    "broadcasts",
+    "tag",
     "invite",
     "invites",
     "name",
@@ -26,6 +38,9 @@ ADMIN_COMMANDS = (
     "cases",
     "due",
     "schedule",
+    "broadcast",
+    "broadcasts",
+    "tag",
     "invite",
     "invites",
     "revoke",

@@ -10,7 +10,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.chat import clear_all_now
 from bot.people import Actor, expire_invites_of
 from storage import outbox
-from storage.models import Case, CaseStatus, ChatMessage, Person, Role, Schedule, day, utcnow
+from storage.models import (
+    Case,
+    CaseStatus,
+    ChatMessage,
+    Label,
+    Person,
+    Role,
+    Schedule,
+    day,
+    utcnow,
+)
 
 
 def may_invite(actor: Actor, role: Role) -> bool:
@@ -45,8 +55,9 @@ async def revoke(session: AsyncSession, actor: Actor, target: Person) -> RevokeO
     await outbox.drop_for_recipient(session, target.id)
     await expire_invites_of(session, target.id)
     await clear_all_now(session, target.id)
-    # No more prompts, and their window and zone are not kept.
-    await session.execute(delete(Schedule).where(Schedule.person_id == target.id))
+    # No more prompts or notices; their window, zone and group labels are not kept.
+    for model, column in ((Schedule, Schedule.person_id), (Label, Label.person_id)):
+        await session.execute(delete(model).where(column == target.id))
     if target.role != Role.MEMBER.value:
         # Their members' unclaimed requests may have been alerted to them alone.
         theirs = select(Person.id).where(Person.caseworker_id == target.id)

@@ -15,6 +15,7 @@ LOOKUP_SIZE = 32
 _PERSON_USER = b"sr-tg-user-v1"
 _PERSON_INVITE = b"sr-invite-v1"
 _PERSON_NAME = b"sr-staff-name-v1"
+_PERSON_LABEL = b"sr-label-v1"
 
 
 class Pepper:
@@ -52,6 +53,11 @@ class Pepper:
         """What makes staff display names unique and findable without opening each one:
         keyed, over the name with case and spacing ignored."""
         return self._digest(normalise_word(name).encode("utf-8"), _PERSON_NAME)
+
+    def label_lookup(self, label: str) -> bytes:
+        """What finds the members of a group label ("north", "Seoul") without the label in
+        the clear: labels can name places. Case and spacing ignored."""
+        return self._digest(normalise_word(label).encode("utf-8"), _PERSON_LABEL)
 
     def prehash(self, data: bytes, person: bytes) -> bytes:
         """A keyed digest of ``data`` under a caller's domain (``person``, at most 16

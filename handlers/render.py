@@ -32,6 +32,7 @@ def member_menu(language: str) -> InlineKeyboardMarkup:
         [
             [(t(language, "menu_checkin"), "menu:checkin")],
             [(t(language, "menu_ask"), "menu:ask")],
+            [(t(language, "menu_notices"), "menu:notices")],
             [(t(language, "menu_clear"), "menu:clear")],
             [
                 (t(language, "menu_settings"), "menu:settings"),

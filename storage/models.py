@@ -339,6 +339,11 @@ class OutboxItem(Base):
     about_member_id: Mapped[str | None] = mapped_column(
         ForeignKey("people.id", ondelete="CASCADE"), nullable=True, index=True
     )
+    # A copy of a broadcast (bot/broadcasts.py): its delivery counts there, and cancelling
+    # the broadcast drops it.
+    broadcast_id: Mapped[str | None] = mapped_column(
+        ForeignKey("broadcasts.id", ondelete="CASCADE"), nullable=True, index=True
+    )
 
 
 class ChatMessage(Base):
@@ -436,3 +441,86 @@ class Schedule(Base):
     watch_case_id: Mapped[str | None] = mapped_column(
         ForeignKey("cases.id", ondelete="SET NULL"), nullable=True, index=True
     )
+
+
+class Label(Base):
+    """A group label staff attach to a member ("north", "Seoul"), for broadcasts. Labels can
+    name places, so the text is under the server box (bound to the row) and what is matched
+    is a keyed hash of it (crypto.hashing.Pepper.label_lookup)."""
+
+    __tablename__ = "labels"
+    __table_args__ = (
+        Index(None, "person_id", "lookup", unique=True),
+        Index(None, "lookup"),
+    )
+
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True, default=new_id)
+    person_id: Mapped[str] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"))
+    lookup: Mapped[bytes] = mapped_column(LargeBinary(32))
+    sealed: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class BroadcastStatus(enum.StrEnum):
+    SCHEDULED = "scheduled"  # waits for send_at
+    SENDING = "sending"  # being queued and delivered
+    DONE = "done"
+    CANCELLED = "cancelled"
+
+
+class Broadcast(Base):
+    """A notice to many members (bot/broadcasts.py). What it says and whom it is for are
+    under the server box (``content``: texts per language, the audience with its labels);
+    the counts are in the clear: they say how many, never who.
+
+    Members are queued in batches ordered by id, ``cursor`` being the last one queued, each
+    batch in one transaction with it: a crash resumes after the last committed batch, so no
+    member is queued twice.
+    """
+
+    __tablename__ = "broadcasts"
+    __table_args__ = (
+        CheckConstraint("status IN ('scheduled', 'sending', 'done', 'cancelled')", name="status"),
+        Index(None, "status", "send_at"),
+        Index(None, "dirty"),
+    )
+
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True, default=new_id)
+    created_by: Mapped[str | None] = mapped_column(
+        ForeignKey("people.id", ondelete="SET NULL"), nullable=True, index=True
+    )
+    status: Mapped[str] = mapped_column(String(16), default=BroadcastStatus.SCHEDULED.value)
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    rsvp: Mapped[bool] = mapped_column(default=False)
+    send_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Answers can be changed until then; per-member answers are deleted after it.
+    event_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=lambda: day(utcnow()))
+    # The sender's message that shows progress and totals, edited at most every few seconds
+    # (``dirty``: something changed since it was last shown).
+    progress_message_id: Mapped[int | None] = mapped_column(nullable=True)
+    dirty: Mapped[bool] = mapped_column(default=False)
+    cursor: Mapped[str | None] = mapped_column(String(ID_LENGTH), nullable=True)
+    expanded: Mapped[bool] = mapped_column(default=False)
+    queued: Mapped[int] = mapped_column(default=0)
+    sent: Mapped[int] = mapped_column(default=0)
+    unreachable: Mapped[int] = mapped_column(default=0)
+    yes: Mapped[int] = mapped_column(default=0)
+    no: Mapped[int] = mapped_column(default=0)
+    maybe: Mapped[int] = mapped_column(default=0)
+    people: Mapped[int] = mapped_column(default=0)  # expected, children included
+
+
+class Rsvp(Base):
+    """One member's answer to a notice: under the server box, kept until the event date
+    (the totals on the broadcast stay). One row per notice and member: answering again
+    replaces it."""
+
+    __tablename__ = "rsvps"
+
+    broadcast_id: Mapped[str] = mapped_column(
+        ForeignKey("broadcasts.id", ondelete="CASCADE"), primary_key=True
+    )
+    member_id: Mapped[str] = mapped_column(
+        ForeignKey("people.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    sealed: Mapped[bytes] = mapped_column(LargeBinary)

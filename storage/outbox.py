@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import OutboxItem, OutboxStatus, utcnow
+from storage.models import Broadcast, OutboxItem, OutboxStatus, utcnow
 
 PRIORITIES = (0, 1, 2, 3)  # bot.delivery.PRIORITY_URGENT ... PRIORITY_BULK
 
@@ -51,6 +51,21 @@ async def pending_count(session: AsyncSession) -> int:
         .where(OutboxItem.status == OutboxStatus.PENDING.value)
     )
     return int(count or 0)
+
+
+async def count_broadcast(
+    session: AsyncSession, broadcast_id: str | None, *, delivered: bool
+) -> None:
+    """A copy of a broadcast was delivered, or could not be (blocked, gone): counted on the
+    broadcast, whose progress message shows it at its next edit."""
+    if broadcast_id is None:
+        return
+    column = Broadcast.sent if delivered else Broadcast.unreachable
+    await session.execute(
+        update(Broadcast)
+        .where(Broadcast.id == broadcast_id)
+        .values({column: column + 1, Broadcast.dirty: True})
+    )
 
 
 async def remove(session: AsyncSession, item_id: str) -> None:

@@ -55,6 +55,7 @@ async def test_member_picks_language_and_reads_three_lines(bot: RunningBot) -> N
     assert [text for text, _ in welcome.buttons()] == [
         t("zh", "menu_checkin"),
         t("zh", "menu_ask"),
+        t("zh", "menu_notices"),
         t("zh", "menu_clear"),
         t("zh", "menu_settings"),
         t("zh", "menu_language"),

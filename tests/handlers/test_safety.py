@@ -10,6 +10,7 @@ from sqlalchemy import func, select, text
 
 from bot.checkins import open_checkin
 from bot.i18n import LANGUAGES, catalogue, t
+from bot.wording import MEMBER_SCREEN_WORDS
 from storage.db import make_engine, make_sessionmaker
 from storage.models import (
     Case,
@@ -378,24 +379,6 @@ async def test_overlong_text_is_explained(bot: RunningBot, team: Team) -> None:
     await team.member.wait_for_message(t("en", "relay_too_long", limit=2000))
 
 
-MEMBER_SCREEN_WORDS = (
-    "refugee",
-    "defector",
-    "caseworker",
-    "repatriat",
-    "north korea",
-    "saferelay",
-    "난민",
-    "탈북",
-    "담당자",
-    "송환",
-    "북한",
-    "难民",
-    "脱北",
-    "遣返",
-    "朝鲜",
-    "负责人",
-)
 STAFF_ONLY = (
     "alert_",
     "staff_",
@@ -415,6 +398,17 @@ STAFF_ONLY = (
     "forget_done_admin",
     "unknown_value",
     "relay_in",
+    "bc_",
+    "tag_",
+    "due_",
+    "schedule_",
+    "watch_",
+    "cat_silent",
+    "cat_unreachable",
+    "command_broadcast",
+    "command_tag",
+    "command_due",
+    "command_schedule",
 )
 
 

@@ -149,3 +149,47 @@ async def test_0005_adds_only_indexes_and_its_downgrade_takes_them_away(tmp_path
     async with engine.connect() as connection:
         assert (await connection.execute(text("SELECT count(*) FROM checkins"))).scalar() == 1
     await engine.dispose()
+
+
+async def test_0007_copies_the_outbox_with_its_pending_messages_and_indexes(
+    tmp_path: Path,
+) -> None:
+    from tests.storage.test_migration_0004 import migrate_down
+
+    # Given a database at 0006 with a message waiting in the outbox
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'o.db'}")
+    await migrate(engine, "0006")
+    async with engine.begin() as connection:
+        await connection.execute(
+            text(
+                "INSERT INTO people (id, tg_lookup, chat_ref, role, pseudonym, language, "
+                "language_chosen, created_at, erased, code_word, duress_word) VALUES ('p1', "
+                "x'00', x'00', 'member', 'A B 10', 'ko', 1, '2026-01-01 00:00:00', 0, x'00', "
+                "x'00')"
+            )
+        )
+        await connection.execute(
+            text(
+                "INSERT INTO outbox (id, recipient_id, status, priority, created_at, due_at, "
+                "attempts, payload, collapse_key) VALUES ('o1', 'p1', 'pending', 1, "
+                "'2026-01-01 00:00:00', '2026-01-01 00:00:00', 0, x'01', 'esc:c1')"
+            )
+        )
+    before = await _index_definitions(engine)
+    try:
+        # When it is upgraded (the outbox is copied to gain broadcast_id), then downgraded
+        await migrate(engine)
+        after = await _index_definitions(engine)
+        async with engine.connect() as connection:
+            kept = (await connection.execute(text("SELECT id, broadcast_id FROM outbox"))).all()
+        await migrate_down(engine, "0006")
+        async with engine.connect() as connection:
+            back = (await connection.execute(text("SELECT id, collapse_key FROM outbox"))).all()
+        # Then the message waits on, and the outbox keeps every index (the partial one too)
+        assert kept == [("o1", None)]
+        assert back == [("o1", "esc:c1")]
+        outbox = {k: v for k, v in before.items() if k.startswith("ix_outbox")}
+        assert {k: v for k, v in after.items() if k in outbox} == outbox
+        assert "WHERE collapse_key IS NOT NULL" in after["ix_outbox_collapse_key"]
+    finally:
+        await engine.dispose()

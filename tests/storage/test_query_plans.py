@@ -26,6 +26,16 @@ from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from telegram import Bot
 
+from bot.broadcasts import (
+    Audience,
+    Notice,
+    answer_rsvp,
+    cancel_broadcast,
+    create_broadcast,
+    show_progress,
+    sweep_broadcasts,
+    tag,
+)
 from bot.cases import HelpRequest, cases_for, claim_case, escalate_due, open_case, resolve_case
 from bot.chat import About, clear_all_now, copy_about, delete_due, remember, tidy_people
 from bot.checkins import CheckInAnswers, record_checkin
@@ -61,6 +71,8 @@ GROWING = {
     "chat_messages",
     "invites",
     "schedules",
+    "labels",
+    "rsvps",
 }
 SORT = "USE TEMP B-TREE FOR ORDER BY"
 VERBS = ("SELECT", "UPDATE", "DELETE", "INSERT", "WITH")
@@ -297,6 +309,39 @@ async def test_prompt_and_welfare_sweeps_find_due_members_through_indexes(
             await not_now(session, keys, seeded.members[3].id)
             await checked_in(session, keys, member.id)
             await due_for(session, actor_of(seeded.caseworker, keys))
+    # Then each finds its rows through an index
+    assert await problems(core.engine, statements) == []
+
+
+async def test_broadcasts_find_their_audience_and_answers_through_indexes(
+    core: Core, seeded: Seeded
+) -> None:
+    keys = core.secrets
+    admin = actor_of(seeded.admin, keys)
+    async with core.sessions() as session, session.begin():
+        for member in seeded.members[:3]:
+            await tag(session, keys, member.id, "north")
+        made = await create_broadcast(
+            session,
+            keys,
+            admin,
+            Notice(
+                {"*": "Retreat"}, Audience(caseworker_id=seeded.caseworker.id, labels=("north",))
+            ),
+            rsvp=True,
+            event_at=utcnow() + timedelta(days=3),
+            send_at=utcnow(),
+            progress_message_id=7,
+        )
+        assert made is not None
+    # When it is queued, answered, counted, shown and cancelled
+    with captured(core.engine) as statements:
+        await sweep_broadcasts(core)
+        async with core.sessions() as session, session.begin():
+            await answer_rsvp(session, keys, seeded.members[1].id, made.id, "yes")
+            await outbox.count_broadcast(session, made.id, delivered=True)
+            await cancel_broadcast(session, admin, made.id)
+        await show_progress(core, now=utcnow() + timedelta(days=4))
     # Then each finds its rows through an index
     assert await problems(core.engine, statements) == []
 

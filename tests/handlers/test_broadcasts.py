@@ -371,3 +371,27 @@ async def test_only_its_sender_or_an_admin_may_stop_a_broadcast(
     query = await team.mina.forge_press(f"bc:yes:{broadcast.id}", message=listing)
     await eventually(lambda: _is(team.mina.callback_answer(query) is not None), what="answer")
     assert (team.mina.callback_answer(query) or {}).get("text") == t("en", "not_allowed")
+
+
+async def test_a_member_who_blocked_the_bot_is_counted_and_raised(
+    bot: RunningBot, team: Team
+) -> None:
+    admin, other = team.admin, team.other_member
+    pseudonym = pseudonym_of(other)
+    await compose(admin, RETREAT, rsvp=False)
+    summary = await admin.wait_for_message("To: All members (2 members)")
+    # Blocked quietly (no update reaches the bot): the send is what finds out.
+    bot.api.fail_next(
+        "sendMessage",
+        status=403,
+        description="Forbidden: bot was blocked by the user",
+        chat_id=other.chat_id,
+    )
+    await admin.press(t("en", "bc_send"), message=summary)
+    await eventually(
+        lambda: _is("Sent 1 of 2 · 1 could not be reached" in (summary.text or "")),
+        what="counted",
+        within=15,
+    )
+    # A member with no caseworker: every caseworker and admin hears of it.
+    await team.mina.wait_for_message(t("en", "alert_unreachable", pseudonym=pseudonym), timeout=10)

@@ -220,9 +220,7 @@ def _quiet(row: Schedule) -> None:
         row.watch_step, row.watch_at, row.silent_since = WatchStep.QUIET.value, None, None
 
 
-def _reschedule(
-    keys: ServerSecrets, row: Schedule, plan: Plan, now: datetime, rng: random.Random
-) -> None:
+def _reschedule(row: Schedule, plan: Plan, now: datetime, rng: random.Random) -> None:
     """The next prompt after a change of plan or pause, counted from the last one sent."""
     if paused(row, now):
         assert row.paused_until is not None
@@ -263,7 +261,7 @@ async def change_plan(
     _store_plan(keys, row, plan)
     if plan.off:
         _quiet(row)
-    _reschedule(keys, row, plan, now, rng)
+    _reschedule(row, plan, now, rng)
     return plan
 
 
@@ -285,7 +283,7 @@ async def pause_prompts(
     now = now or utcnow()
     row.paused_until = now + length if length is not None else None
     _quiet(row)
-    _reschedule(keys, row, read_plan(keys, row), now, rng)
+    _reschedule(row, read_plan(keys, row), now, rng)
     return row
 
 

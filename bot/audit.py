@@ -81,10 +81,11 @@ async def record(
     """Append one entry to the chain, in the caller's transaction."""
     # The head is read after a flush, so inside the write: once this transaction has
     # written (every caller has, by now), SQLite holds its one write lock and no other
-    # writer can append between this read and the insert. Should a transaction get here
-    # without having written, a writer committing in between makes the insert fail (a
-    # stale WAL snapshot cannot write), and on any backend the unique ``seq`` refuses a
-    # second entry N+1: a race fails loudly and rolls the action back, never forks the chain.
+    # writer can append between this read and the insert. (A hash cannot be computed in
+    # SQL, so INSERT ... SELECT is no option.) Should a transaction get here without having
+    # written, or on a database that lets writers overlap, two writers may read the same
+    # head: ``seq`` is the primary key, so the second entry N+1 is refused and its action
+    # rolls back -- a race fails loudly, it never forks the chain.
     await session.flush()
     head = (
         await session.execute(

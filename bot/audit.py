@@ -105,7 +105,6 @@ async def record(
             hash=_link_of(seq, on, actor_id, action.value, object_id, prev_hash),
         )
     )
-    await session.flush()
 
 
 @dataclass(frozen=True, slots=True)

@@ -392,12 +392,18 @@ def cmd_audit_verify(settings: Settings, args: argparse.Namespace) -> int:
         return 0
     if anchor is not None:
         print(f"Matches the anchor of {anchor.made_on.isoformat()} (entry {anchor.seq}).")
-    fresh = anchor_of(check)
-    if fresh is not None:
-        _write_replacing(anchor_file, fresh.signed(signer))
-        print(f"Anchored entry {fresh.seq} (hash {fresh.head_hash.hex()[:16]}) in {anchor_file}.")
-        print("Keep that file with the team key, off this server.")
+    _renew_anchor(check, signer, anchor_file)
     return 0
+
+
+def _renew_anchor(check: ChainCheck, signer: TeamSigner, anchor_file: Path) -> None:
+    """Sign the head of a chain just found intact, and say what to keep."""
+    fresh = anchor_of(check)
+    if fresh is None:
+        return
+    _write_replacing(anchor_file, fresh.signed(signer))
+    print(f"Anchored entry {fresh.seq} (hash {fresh.head_hash.hex()[:16]}) in {anchor_file}.")
+    print("Keep that file with the team key, off this server.")
 
 
 def cmd_audit_show(settings: Settings, args: argparse.Namespace) -> int:

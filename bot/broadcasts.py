@@ -28,6 +28,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Select, delete, exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.audit import AuditAction, record
 from bot.chat import About
 from bot.core import Core
 from bot.delivery import PRIORITY_BULK, PRIORITY_NORMAL, Outgoing, enqueue
@@ -144,7 +145,9 @@ def read_notice(keys: ServerSecrets, broadcast: Broadcast) -> Notice:
 # --------------------------------------------------------------------------- labels
 
 
-async def tag(session: AsyncSession, keys: ServerSecrets, member_id: str, label: str) -> bool:
+async def tag(
+    session: AsyncSession, keys: ServerSecrets, actor_id: str, member_id: str, label: str
+) -> bool:
     """Attach a label to a member; False if they have it already."""
     lookup = keys.pepper.label_lookup(label)
     if await session.scalar(
@@ -160,16 +163,23 @@ async def tag(session: AsyncSession, keys: ServerSecrets, member_id: str, label:
             sealed=keys.server_box.seal(label.encode("utf-8"), label_place(label_id)),
         )
     )
+    await record(session, AuditAction.TAG, actor_id=actor_id, object_id=member_id)
     return True
 
 
-async def untag(session: AsyncSession, keys: ServerSecrets, member_id: str, label: str) -> bool:
+async def untag(
+    session: AsyncSession, keys: ServerSecrets, actor_id: str, member_id: str, label: str
+) -> bool:
+    """Take a label off a member; False if they did not have it."""
     result = await session.execute(
         delete(Label).where(
             Label.person_id == member_id, Label.lookup == keys.pepper.label_lookup(label)
         )
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    if not result.rowcount:  # type: ignore[attr-defined]
+        return False
+    await record(session, AuditAction.UNTAG, actor_id=actor_id, object_id=member_id)
+    return True
 
 
 async def labels_of(session: AsyncSession, keys: ServerSecrets, member_id: str) -> list[str]:
@@ -269,6 +279,7 @@ async def create_broadcast(
         people=0,
     )
     session.add(broadcast)
+    await record(session, AuditAction.BROADCAST, actor_id=actor.person_id, object_id=broadcast_id)
     return broadcast
 
 
@@ -399,6 +410,7 @@ async def cancel_broadcast(session: AsyncSession, actor: Actor, broadcast_id: st
             OutboxItem.broadcast_id == broadcast_id, OutboxItem.status == "pending"
         )
     )
+    await record(session, AuditAction.CANCEL, actor_id=actor.person_id, object_id=broadcast_id)
     return CancelOutcome.STOPPED
 
 

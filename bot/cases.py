@@ -21,6 +21,7 @@ from sqlalchemy import and_, exists, false, func, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.alerts import alert_case, recipients_for
+from bot.audit import AuditAction, record
 from bot.core import Core
 from bot.delivery import Outgoing, enqueue
 from bot.i18n import t
@@ -282,6 +283,7 @@ async def claim_case(
         if case.claimed_by == actor.person_id:
             return CaseResult(Outcome.DONE)
         return CaseResult(Outcome.TAKEN, await _name(session, keys, case.claimed_by))
+    await record(session, AuditAction.CLAIM, actor_id=actor.person_id, object_id=case_id)
     await _edit_other_copies(session, keys, case, actor, "alert_claimed")
     return CaseResult(Outcome.DONE)
 
@@ -317,6 +319,7 @@ async def resolve_case(
     if resolved.rowcount != 1:  # type: ignore[attr-defined]
         await session.refresh(case)
         return CaseResult(Outcome.TAKEN, await _name(session, keys, case.claimed_by))
+    await record(session, AuditAction.RESOLVE, actor_id=actor.person_id, object_id=case_id)
     await _edit_other_copies(session, keys, case, actor, "alert_resolved")
     return CaseResult(Outcome.DONE)
 

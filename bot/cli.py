@@ -1,4 +1,4 @@
-"""The ``saferelay`` command: init, invite, run, report.
+"""The ``saferelay`` command: init, invite, run, report, audit.
 
 Output here is for the person at the shell (so ``print`` is right); the bot's own activity
 goes through logging, which is redacted.
@@ -14,17 +14,43 @@ import logging
 import os
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.audit import (
+    Anchor,
+    AnchorError,
+    AuditAction,
+    ChainCheck,
+    anchor_of,
+    anchor_problem,
+    check_chain,
+    recent,
+    record,
+)
 from bot.settings import Settings, SettingsError, load_settings
 from crypto.errors import CryptoError, KeyFileError
 from crypto.keyfile import check_passphrase
-from crypto.keystore import SERVER_FILE, TEAM_KEY_FILE, SecretsDir, unlock_team_key
+from crypto.keystore import (
+    SERVER_FILE,
+    TEAM_KEY_FILE,
+    SecretsDir,
+    unlock_team_key,
+    unlock_team_signer,
+)
+from crypto.signing import TeamSigner
 from storage.db import current_revision, head_revision, make_engine, migrate
-from storage.models import Role
+from storage.models import AuditEntry, Person, Role
 
+EXIT_BROKEN = 1
 EXIT_USAGE = 2
+ANCHOR_FILE = "saferelay-audit.anchor"
+
+T = TypeVar("T")
 
 
 class CliError(Exception):
@@ -268,6 +294,23 @@ def cmd_run(settings: Settings, _args: argparse.Namespace) -> int:
     return 0
 
 
+def _in_transaction(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    """Run ``work`` in one transaction on an up-to-date database."""
+    from storage.db import make_sessionmaker
+
+    async def _run() -> T:
+        if not await _schema_ready(settings):
+            raise CliError("The database schema is not up to date: run `saferelay init`.")
+        engine = make_engine(settings.database_url)
+        try:
+            async with make_sessionmaker(engine)() as session, session.begin():
+                return await work(session)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(_run())
+
+
 def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
     """Yearly wellbeing figures from check-ins; needs the team key file and its passphrase."""
     from bot.reports import save_yearly, yearly_wellbeing
@@ -279,19 +322,13 @@ def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
     passphrase = _read_passphrase(settings, confirm=False)
     opener = unlock_team_key(team_key, passphrase)
 
-    async def _report() -> list[tuple[int, int, int, float, float]]:
-        from storage.db import make_sessionmaker
+    async def _report(session: AsyncSession) -> list[tuple[int, int, int, float, float]]:
+        rows = await yearly_wellbeing(session, opener)
+        await save_yearly(session, rows)
+        await record(session, AuditAction.REPORT, actor_id=None)
+        return rows
 
-        engine = make_engine(settings.database_url)
-        try:
-            async with make_sessionmaker(engine)() as session, session.begin():
-                rows = await yearly_wellbeing(session, opener)
-                await save_yearly(session, rows)
-                return rows
-        finally:
-            await engine.dispose()
-
-    rows = asyncio.run(_report())
+    rows = _in_transaction(settings, _report)
     print("year  members  check-ins  mean health (1-5)  threat of being sent back")
     for year, members, count, health, threat in rows:
         if members < 5:
@@ -301,6 +338,107 @@ def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
     if not rows:
         print("(no check-ins yet)")
     return 0
+
+
+def _anchor_signer(settings: Settings, args: argparse.Namespace) -> tuple[TeamSigner, Path]:
+    """The team's signing key (asks for the passphrase) and where the anchor file is."""
+    team_key = Path(args.key).expanduser()
+    if not team_key.exists():
+        raise CliError(f"No team key file at {team_key}: give its place with --key PATH.")
+    signer = unlock_team_signer(team_key, _read_passphrase(settings, confirm=False))
+    anchor_file = Path(args.anchor).expanduser() if args.anchor else team_key.with_name(ANCHOR_FILE)
+    return signer, anchor_file
+
+
+def _write_replacing(path: Path, data: bytes) -> None:
+    """Write ``path`` whole or not at all: a crash never leaves half an anchor."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_bytes(data)
+    os.replace(partial, path)
+
+
+def cmd_audit_verify(settings: Settings, args: argparse.Namespace) -> int:
+    """Check the audit chain; with --key, check the last signed anchor and sign a new one."""
+    _require_initialised(settings)
+    signer, anchor_file, anchor = None, None, None
+    if args.key is not None:
+        signer, anchor_file = _anchor_signer(settings, args)
+        if anchor_file.exists():
+            try:
+                anchor = Anchor.read(anchor_file.read_bytes(), signer)
+            except AnchorError as exc:
+                print(f"The anchor file {anchor_file} cannot be trusted: {exc}.")
+                return EXIT_BROKEN
+
+    async def _verify(session: AsyncSession) -> tuple[ChainCheck, str | None]:
+        check = await check_chain(session)
+        if check.broken is not None or anchor is None:
+            return check, None
+        return check, await anchor_problem(session, anchor)
+
+    check, problem = _in_transaction(settings, _verify)
+    if check.broken is not None:
+        print(f"Audit chain broken at entry {check.broken.seq}: {check.broken.reason}.")
+        if check.count:
+            print(f"Entries 1 to {check.count} before it are intact.")
+        return EXIT_BROKEN
+    if problem is not None:
+        print(f"Audit chain does not match its anchor: {problem}.")
+        return EXIT_BROKEN
+    print(f"{check.count} entries, chain intact.")
+    if signer is None or anchor_file is None:
+        print("The anchor was not checked (no --key): anyone who can write the database could")
+        print("have rewritten the whole chain. Run with --key PATH to check and renew it.")
+        return 0
+    if anchor is not None:
+        print(f"Matches the anchor of {anchor.made_on.isoformat()} (entry {anchor.seq}).")
+    _renew_anchor(check, signer, anchor_file)
+    return 0
+
+
+def _renew_anchor(check: ChainCheck, signer: TeamSigner, anchor_file: Path) -> None:
+    """Sign the head of a chain just found intact, and say what to keep."""
+    fresh = anchor_of(check)
+    if fresh is None:
+        return
+    _write_replacing(anchor_file, fresh.signed(signer))
+    print(f"Anchored entry {fresh.seq} (hash {fresh.head_hash.hex()[:16]}) in {anchor_file}.")
+    print("Keep that file with the team key, off this server.")
+
+
+def cmd_audit_show(settings: Settings, args: argparse.Namespace) -> int:
+    """Print the last entries of the audit trail, staff shown by the names members see."""
+    from bot.people import shown_name_of
+
+    secrets = _require_initialised(settings).load()
+    if args.limit < 1:
+        raise CliError("--limit must be at least 1.")
+
+    async def _show(session: AsyncSession) -> list[tuple[AuditEntry, str]]:
+        entries = await recent(session, args.limit)
+        actor_ids = {e.actor_id for e in entries if e.actor_id is not None}
+        people = await session.scalars(select(Person).where(Person.id.in_(actor_ids)))
+        staff = {p.id: shown_name_of(p, secrets) for p in people if p.role != Role.MEMBER.value}
+        return [(e, _actor_shown(e.actor_id, staff)) for e in entries]
+
+    shown = _in_transaction(settings, _show)
+    print(f"{'seq':>6}  {'day':10}  {'actor':24}  {'action':9}  object")
+    for entry, actor in shown:
+        print(
+            f"{entry.seq:6d}  {entry.day.date().isoformat()}  {actor:24}  {entry.action:9}  "
+            f"{entry.object_id or '-'}"
+        )
+    if not shown:
+        print("(no entries yet)")
+    return 0
+
+
+def _actor_shown(actor_id: str | None, staff_names: dict[str, str]) -> str:
+    """A staff member's name; the bare id of anyone else (a member erasing themselves, or
+    someone whose row is gone); "(shell)" for the command line."""
+    if actor_id is None:
+        return "(shell)"
+    return staff_names.get(actor_id, actor_id)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -337,6 +475,27 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"the team key file (default ./{TEAM_KEY_FILE})",
     )
     report.set_defaults(func=cmd_report)
+    audit = sub.add_parser("audit", help="check or show the audit trail of staff actions")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
+    verify = audit_sub.add_parser(
+        "verify", help="check the chain (exit 1 naming the first broken entry)"
+    )
+    verify.add_argument(
+        "--key",
+        default=None,
+        metavar="PATH",
+        help="the team key file: also check the last signed anchor and sign a new one",
+    )
+    verify.add_argument(
+        "--anchor",
+        default=None,
+        metavar="PATH",
+        help=f"the anchor file (default: {ANCHOR_FILE} beside the team key file)",
+    )
+    verify.set_defaults(func=cmd_audit_verify)
+    show = audit_sub.add_parser("show", help="print the last entries")
+    show.add_argument("--limit", type=int, default=50, help="how many (default 50)")
+    show.set_defaults(func=cmd_audit_show)
     return parser
 
 

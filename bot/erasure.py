@@ -20,6 +20,7 @@ import secrets
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.audit import AuditAction, record
 from bot.chat import clear_all_now
 from bot.delivery import Outgoing, enqueue
 from bot.i18n import t
@@ -51,8 +52,11 @@ async def bump_tally(session: AsyncSession, period: str, name: str, by: float = 
         tally.value += by
 
 
-async def erase_member(session: AsyncSession, keys: ServerSecrets, member_id: str) -> bool:
-    """Erase a member (active or revoked). False if there is no such member."""
+async def erase_member(
+    session: AsyncSession, keys: ServerSecrets, member_id: str, *, actor_id: str | None
+) -> bool:
+    """Erase a member (active or revoked), at ``actor_id``'s request (an admin, or the
+    member themselves). False if there is no such member."""
     member = await session.get(Person, member_id)
     if member is None or member.role != Role.MEMBER.value or member.erased:
         return False
@@ -83,6 +87,9 @@ async def erase_member(session: AsyncSession, keys: ServerSecrets, member_id: st
     member.clear_after_minutes = None
     member.code_word, member.duress_word = word_filler(), word_filler()
     await bump_tally(session, str(now.year), "members_erased")
+    # The entry keeps the member's id, which is random and now names no row: the chain
+    # stays whole and says only that someone was erased.
+    await record(session, AuditAction.ERASE, actor_id=actor_id, object_id=member_id, now=now)
     return True
 
 

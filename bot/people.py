@@ -11,6 +11,7 @@ from sqlalchemy import and_, delete, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
+from bot.audit import AuditAction, record
 from crypto.boxes import RecordPlace
 from crypto.hashing import normalise_word
 from crypto.keystore import ServerSecrets
@@ -129,6 +130,7 @@ async def create_invite(
         expires_at=(now or utcnow()) + timedelta(hours=hours),
     )
     session.add(invite)
+    await record(session, AuditAction.INVITE, actor_id=created_by, object_id=invite.id, now=now)
     return NewInvite(invite.id, token, invite.expires_at)
 
 
@@ -297,7 +299,7 @@ async def redeem_invite(
         created_at=day(at),
     )
     session.add(person)
-    await session.flush()
+    await record(session, AuditAction.ENROL, actor_id=created_by, object_id=person_id, now=at)
     return actor_of(person, keys)
 
 

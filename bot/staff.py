@@ -7,6 +7,7 @@ import enum
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.audit import AuditAction, record
 from bot.chat import clear_all_now
 from bot.people import Actor, expire_invites_of
 from storage import outbox
@@ -80,4 +81,5 @@ async def revoke(session: AsyncSession, actor: Actor, target: Person) -> RevokeO
             .where(ChatMessage.person_id == target.id)
             .values(about_member_id=None, case_id=None)
         )
+    await record(session, AuditAction.REVOKE, actor_id=actor.person_id, object_id=target.id)
     return RevokeOutcome.DONE

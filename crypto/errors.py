@@ -19,3 +19,7 @@ class KeyFileError(CryptoError):
 
 class WrongPassphrase(KeyFileError):
     """The passphrase does not unlock the key file."""
+
+
+class BadSignature(CryptoError):
+    """A signed statement was not signed by this key, or was changed after signing."""

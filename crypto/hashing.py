@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import nacl.encoding
 import nacl.hash
 
@@ -73,3 +75,26 @@ def normalise_word(word: str) -> str:
 def token_digest(pepper: Pepper, token: str) -> bytes:
     """Shorthand for :meth:`Pepper.invite_lookup`."""
     return pepper.invite_lookup(token)
+
+
+CHAIN_LINK_SIZE = 32
+_PERSON_CHAIN = b"sr-audit-v1"
+
+
+def chain_link(fields: Sequence[str], previous: bytes) -> bytes:
+    """The hash of one entry of a hash chain (the audit trail): its fields, each prefixed
+    with its length so no two different rows encode alike, then the previous link.
+
+    Unkeyed on purpose: anyone may recompute and check it, and a key the bot holds would
+    stop no one who can write the database (the signed anchor, crypto.signing, does)."""
+    if len(previous) != CHAIN_LINK_SIZE:
+        raise ValueError(f"a chain link is {CHAIN_LINK_SIZE} bytes")
+    encoded = b"".join(
+        len(raw).to_bytes(4, "big") + raw for raw in (field.encode("utf-8") for field in fields)
+    )
+    return nacl.hash.blake2b(
+        encoded + previous,
+        digest_size=CHAIN_LINK_SIZE,
+        person=_PERSON_CHAIN,
+        encoder=nacl.encoding.RawEncoder,
+    )

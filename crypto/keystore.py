@@ -29,12 +29,14 @@ from crypto.hashing import PEPPER_SIZE, Pepper
 from crypto.keyfile import (
     SENSITIVE,
     KdfCost,
+    TeamKeyPair,
     decrypt_team_key,
     encrypt_team_key,
     generate_team_key,
     read_public_key,
     write_private_file,
 )
+from crypto.signing import TeamSigner
 
 SERVER_FILE = "server.json"
 TEAM_KEY_FILE = "saferelay-team.key"
@@ -126,16 +128,24 @@ class SecretsDir:
             raise KeyFileError(f"{self.server_file} and {team_key_file} do not belong together")
 
 
-def unlock_team_key(team_key_file: Path, passphrase: str) -> TeamOpener:
-    """Open the team private key (for reports and reading history)."""
+def _unlock(team_key_file: Path, passphrase: str) -> TeamKeyPair:
     try:
         data = team_key_file.read_bytes()
     except FileNotFoundError as exc:
         raise KeyFileError(
             f"no team key file at {team_key_file}: give its place with --key"
         ) from exc
-    pair = decrypt_team_key(data, passphrase)
-    return TeamOpener([pair.private_key])
+    return decrypt_team_key(data, passphrase)
+
+
+def unlock_team_key(team_key_file: Path, passphrase: str) -> TeamOpener:
+    """Open the team private key (for reports and reading history)."""
+    return TeamOpener([_unlock(team_key_file, passphrase).private_key])
+
+
+def unlock_team_signer(team_key_file: Path, passphrase: str) -> TeamSigner:
+    """The team's signing key (for the audit anchor), from the team key file."""
+    return TeamSigner(_unlock(team_key_file, passphrase).private_key)
 
 
 def _b64(data: bytes) -> str:

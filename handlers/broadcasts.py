@@ -533,9 +533,9 @@ async def tag_command(update: Update, context: SafeContext) -> None:
         return
     if label is not None:
         if removing:
-            await untag(session, core.secrets, member.id, label)
+            await untag(session, core.secrets, actor.person_id, member.id, label)
         else:
-            await tag(session, core.secrets, member.id, label)
+            await tag(session, core.secrets, actor.person_id, member.id, label)
     labels = await labels_of(session, core.secrets, member.id)
     await context.commit()
     shown = ", ".join(f"#{x}" for x in labels) or t(lang, "tag_none")

@@ -223,7 +223,7 @@ async def confirm_forget(update: Update, context: SafeContext) -> None:
     await query.answer()
     end_flows(update, context)
     session = context.session()
-    erased = await erase_member(session, core.secrets, target)
+    erased = await erase_member(session, core.secrets, target, actor_id=actor.person_id)
     await context.commit()
     if not erased:
         await say(update, context, "revoke_unknown")

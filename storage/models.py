@@ -524,3 +524,25 @@ class Rsvp(Base):
         ForeignKey("people.id", ondelete="CASCADE"), primary_key=True, index=True
     )
     sealed: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class AuditEntry(Base):
+    """One staff action in the audit trail (bot/audit.py): which day, who (a person id, or
+    None for the shell), what, and on which row -- never content, a name or a pseudonym.
+
+    Plain strings, no foreign keys: erasing or revoking someone must not delete or null a
+    row, or the chain breaks. ``hash`` is BLAKE2b over the row's fields and ``prev_hash``,
+    the hash of the entry before it; ``seq`` is the primary key, so two writers that read
+    the same head cannot both append after it (a fork fails loudly).
+    """
+
+    __tablename__ = "audit"
+
+    seq: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    # Day precision, like every other date kept in the clear.
+    day: Mapped[datetime] = mapped_column(UTCDateTime())
+    actor_id: Mapped[str | None] = mapped_column(String(ID_LENGTH), nullable=True)
+    action: Mapped[str] = mapped_column(String(16))
+    object_id: Mapped[str | None] = mapped_column(String(ID_LENGTH), nullable=True)
+    prev_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    hash: Mapped[bytes] = mapped_column(LargeBinary(32))

@@ -39,8 +39,8 @@ async def setup(core: Core) -> tuple[Person, Person, list[Person]]:
         session.add_all([admin, worker, *members])
         await session.flush()
         for member in (members[0], members[2]):
-            await tag(session, core.secrets, member.id, "North")
-        await tag(session, core.secrets, members[0].id, "Seoul")
+            await tag(session, core.secrets, worker.id, member.id, "North")
+        await tag(session, core.secrets, worker.id, members[0].id, "Seoul")
     return admin, worker, members
 
 
@@ -75,8 +75,8 @@ async def test_audiences_intersect(core: Core) -> None:
         assert await audience_size(session, keys, mine_ko) == 1
         assert await labels_of(session, keys, members[0].id) == ["North", "Seoul"]
     async with core.sessions() as session, session.begin():
-        assert await untag(session, keys, members[0].id, "seoul")
-        assert not await tag(session, keys, members[0].id, "north")  # had it already
+        assert await untag(session, keys, worker.id, members[0].id, "seoul")
+        assert not await tag(session, keys, worker.id, members[0].id, "north")  # had it already
     async with core.sessions() as session:
         assert await labels_of(session, keys, members[0].id) == ["North"]
         # The label text is sealed; only its keyed hash is matched.
@@ -150,7 +150,7 @@ async def test_erasing_a_member_takes_their_labels_and_answers(core: Core) -> No
     async with core.sessions() as session, session.begin():
         await answer_rsvp(session, keys, members[0].id, notice, "yes")
     async with core.sessions() as session, session.begin():
-        assert await erase_member(session, keys, members[0].id)
+        assert await erase_member(session, keys, members[0].id, actor_id=admin.id)
     async with core.sessions() as session:
         assert await session.scalar(select(func.count()).select_from(Rsvp)) == 0
         labels = await session.scalar(

@@ -6,6 +6,7 @@ import asyncio
 import os
 import shutil
 import signal
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -98,6 +99,12 @@ def test_the_bot_runs_and_reports_need_the_key_only_when_reading(initialised: Pa
     report = saferelay(initialised, "report", "--key", str(moved), SAFERELAY_PASSPHRASE=PASSPHRASE)
     assert report.returncode == 0, report.stderr
     assert "no check-ins yet" in report.stdout
+    # Both the invite and the report run are in the audit trail, made at the shell
+    shown = saferelay(initialised, "audit", "show").stdout.splitlines()
+    assert [line.split()[2:4] for line in shown[1:]] == [
+        ["(shell)", "invite"],
+        ["(shell)", "report"],
+    ]
 
 
 def test_weak_passphrases_are_refused_with_a_reason(tmp_path: Path) -> None:
@@ -279,3 +286,130 @@ async def test_run_waits_for_an_unreachable_bot_api_instead_of_crashing(
             await process.wait()
     assert process.returncode == 0
     assert "Traceback" not in rest.decode()
+
+
+# --------------------------------------------------------------------------- audit
+
+
+def invite_token(root: Path) -> str:
+    made = saferelay(root, "invite", "--role", "member")
+    assert made.returncode == 0, made.stderr
+    return made.stdout.strip().splitlines()[-1]
+
+
+def by_hand(root: Path, sql: str, *params: object) -> None:
+    """What someone with the database file can do, with no help from the bot."""
+    with sqlite3.connect(root / "data" / "saferelay.db") as db:
+        db.execute(sql, params)
+
+
+def test_audit_verify_names_an_entry_altered_by_hand(initialised: Path) -> None:
+    # Given three invites made at the shell: three entries, intact
+    for _ in range(3):
+        invite_token(initialised)
+    intact = saferelay(initialised, "audit", "verify")
+    assert intact.returncode == 0, intact.stderr
+    assert "3 entries, chain intact" in intact.stdout and "not checked" in intact.stdout
+    # When the second is altered by hand
+    by_hand(initialised, "UPDATE audit SET object_id = 'someone-else' WHERE seq = 2")
+    # Then verify fails, naming it
+    broken = saferelay(initialised, "audit", "verify")
+    assert broken.returncode == 1
+    assert "broken at entry 2: altered" in broken.stdout
+    assert "Entries 1 to 1 before it are intact" in broken.stdout
+
+
+def test_audit_verify_names_an_entry_deleted_from_the_middle(initialised: Path) -> None:
+    for _ in range(3):
+        invite_token(initialised)
+    by_hand(initialised, "DELETE FROM audit WHERE seq = 2")
+    broken = saferelay(initialised, "audit", "verify")
+    assert broken.returncode == 1
+    assert "broken at entry 2: missing" in broken.stdout
+
+
+def rehash_everything(root: Path) -> None:
+    """Recompute every hash, as someone would who changed an entry and knows the scheme."""
+    from crypto.hashing import chain_link
+
+    with sqlite3.connect(root / "data" / "saferelay.db") as db:
+        rows = db.execute(
+            "SELECT seq, substr(day, 1, 10), actor_id, action, object_id FROM audit ORDER BY seq"
+        ).fetchall()
+        prev = bytes(32)
+        for seq, day, actor, action, obj in rows:
+            link = chain_link((str(seq), day, actor or "", action, obj or ""), prev)
+            db.execute("UPDATE audit SET prev_hash = ?, hash = ? WHERE seq = ?", (prev, link, seq))
+            prev = link
+
+
+def test_the_signed_anchor_catches_a_rewrite_the_chain_alone_cannot(initialised: Path) -> None:
+    team_key = initialised / "saferelay-team.key"
+    anchor = initialised / "saferelay-audit.anchor"
+    # Given two entries, verified with the team key: an anchor is signed beside the key
+    for _ in range(2):
+        invite_token(initialised)
+    first = saferelay(
+        initialised, "audit", "verify", "--key", str(team_key), SAFERELAY_PASSPHRASE=PASSPHRASE
+    )
+    assert first.returncode == 0, first.stderr
+    assert "Anchored entry 2" in first.stdout and anchor.exists()
+    assert stat.S_IMODE(anchor.stat().st_mode) == 0o600
+    # When entry 1 is changed and every hash recomputed
+    by_hand(initialised, "UPDATE audit SET action = 'report', object_id = NULL WHERE seq = 1")
+    rehash_everything(initialised)
+    # Then the chain alone looks whole ...
+    assert saferelay(initialised, "audit", "verify").returncode == 0
+    # ... but not against the anchor, and the anchor is not moved on
+    before = anchor.read_bytes()
+    caught = saferelay(
+        initialised, "audit", "verify", "--key", str(team_key), SAFERELAY_PASSPHRASE=PASSPHRASE
+    )
+    assert caught.returncode == 1
+    assert "entry 2 no longer has the hash anchored" in caught.stdout
+    assert anchor.read_bytes() == before
+
+
+def test_erasing_a_member_leaves_the_audit_chain_verifiable(initialised: Path) -> None:
+    from bot.app import build_core
+    from bot.erasure import erase_member
+    from bot.people import redeem_invite
+    from bot.settings import load_settings
+    from storage.models import Person
+
+    # Given a member who enrolled through a shell invite ...
+    token = invite_token(initialised)
+    settings = load_settings(
+        {**env_for(initialised), "SAFERELAY_SECRETS_DIR": str(secrets_dir(initialised))}
+    )
+
+    async def enrol_and_erase() -> str:
+        core = build_core(settings)
+        try:
+            async with core.sessions() as session, session.begin():
+                member = await redeem_invite(
+                    session, core.secrets, token, telegram_user_id=9, chat_id=9, language="en"
+                )
+                assert member is not None
+            # ... who then leaves, and whose row the chat upkeep deletes
+            async with core.sessions() as session, session.begin():
+                assert await erase_member(
+                    session, core.secrets, member.person_id, actor_id=member.person_id
+                )
+            async with core.sessions() as session, session.begin():
+                await session.delete(await session.get(Person, member.person_id))
+            return member.person_id
+        finally:
+            await core.engine.dispose()
+
+    member_id = asyncio.run(enrol_and_erase())
+    # Then the chain still verifies, and shows only that an id was erased
+    verified = saferelay(initialised, "audit", "verify")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert "3 entries, chain intact" in verified.stdout
+    shown = saferelay(initialised, "audit", "show", "--limit", "2")
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert len(lines) == 3  # a header and two entries
+    assert "(shell)" in lines[1] and "enrol" in lines[1] and member_id in lines[1]
+    assert "erase" in lines[2] and member_id in lines[2]

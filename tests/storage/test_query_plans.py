@@ -261,7 +261,7 @@ async def test_chat_upkeep_revoking_and_erasing_find_their_rows_through_indexes(
             staff = await session.get(Person, seeded.caseworker.id)
             assert staff is not None
             await revoke(session, admin, staff)
-            await erase_member(session, keys, seeded.members[0].id)
+            await erase_member(session, keys, seeded.members[0].id, actor_id=admin.person_id)
             await clear_all_now(session, seeded.members[1].id)
             await copy_about(session, seeded.caseworker.id, 7)
             await reply_target(session, seeded.caseworker.id, 7)
@@ -320,7 +320,7 @@ async def test_broadcasts_find_their_audience_and_answers_through_indexes(
     admin = actor_of(seeded.admin, keys)
     async with core.sessions() as session, session.begin():
         for member in seeded.members[:3]:
-            await tag(session, keys, member.id, "north")
+            await tag(session, keys, admin.person_id, member.id, "north")
         made = await create_broadcast(
             session,
             keys,

@@ -4,6 +4,7 @@ and no figure singles anyone out."""
 from __future__ import annotations
 
 import asyncio
+import io
 import re
 import struct
 from datetime import UTC, datetime
@@ -27,6 +28,7 @@ from bot.reports import (
     Sums,
     collect,
     figures,
+    progress_line,
     save_yearly,
     saved_years,
     sums_of,
@@ -293,3 +295,17 @@ def test_chart_labels_fall_back_to_english_without_a_cjk_font(
     monkeypatch.setattr(report_output, "cjk_font", lambda language: None)
     assert report_output.chart_language("ko") == ("en", None)
     assert report_output.chart_language("en") == ("en", None)
+
+
+def test_progress_shows_on_a_terminal_only() -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    assert progress_line(io.StringIO()) is None
+    terminal = Terminal()
+    show = progress_line(terminal)
+    assert show is not None
+    show(1000, 4000)
+    show(4000, 4000)
+    assert terminal.getvalue().count("\r") == 2 and terminal.getvalue().endswith("4,000/4,000\n")

@@ -167,7 +167,7 @@ async def collect(
     progress: Progress | None = None,
 ) -> PerMember:
     """Open every check-in in range once: per period, per member, their four sums."""
-    where = _in_range(request)
+    where = _within(CheckIn.created_at.expression, request)
     counted = select(func.count()).select_from(CheckIn).where(*where)
     total: int = await session.scalar(counted) or 0
     per_member: PerMember = defaultdict(dict)
@@ -196,12 +196,13 @@ async def collect(
     return per_member
 
 
-def _in_range(request: Request) -> list[ColumnElement[bool]]:
+def _within(when: ColumnElement[datetime], request: Request) -> list[ColumnElement[bool]]:
+    """The conditions for ``when`` to fall in the requested dates (``until`` excluded)."""
     where: list[ColumnElement[bool]] = []
     if request.since is not None:
-        where.append(CheckIn.created_at >= _midnight(request.since))
+        where.append(when >= _midnight(request.since))
     if request.until is not None:
-        where.append(CheckIn.created_at < _midnight(request.until))
+        where.append(when < _midnight(request.until))
     return where
 
 
@@ -246,12 +247,10 @@ async def retreat_attendance(session: AsyncSession, request: Request) -> dict[st
     RSVP is an event; the head count includes children), by the event's date."""
     when = func.coalesce(Broadcast.event_at, Broadcast.send_at)
     query = select(when, Broadcast.people).where(
-        Broadcast.rsvp.is_(True), Broadcast.status != BroadcastStatus.CANCELLED.value
+        Broadcast.rsvp.is_(True),
+        Broadcast.status != BroadcastStatus.CANCELLED.value,
+        *_within(when, request),
     )
-    if request.since is not None:
-        query = query.where(when >= _midnight(request.since))
-    if request.until is not None:
-        query = query.where(when < _midnight(request.until))
     people: dict[str, int] = defaultdict(int)
     for at, count in await session.execute(query):
         people[period_of(at, request.by)] += count

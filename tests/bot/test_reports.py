@@ -198,7 +198,12 @@ async def test_members_in_china_and_korea_compared_without_singling_anyone_out(
                 await record_checkin(session, core.secrets.team_sealer, person.id, answers, at=at)
     cli_env(monkeypatch, data_dir)
     # When the coordinator compares the two regions
-    lines, _ = await report(capsys, data_dir, "--region", "china", "--region", "korea")
+    # The database file named on the command line, not the one the environment names
+    database = str(data_dir / "saferelay.db")
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{data_dir.parent / 'elsewhere.db'}")
+    lines, _ = await report(
+        capsys, data_dir, "--db", database, "--region", "china", "--region", "korea"
+    )
     # Then three members in Korea hide Korea, and China too (the whole minus China is Korea)
     assert lines[("2019", "china")][:3] == ["—", "—", "—"]
     assert lines[("2019", "korea")][:3] == ["—", "—", "—"]

@@ -15,8 +15,10 @@ import os
 import shutil
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
+from datetime import date, timedelta
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -47,6 +49,9 @@ from storage.db import current_revision, head_revision, make_engine, migrate
 from storage.models import AuditEntry, Person, Role
 
 EXIT_BROKEN = 1
+if TYPE_CHECKING:
+    from bot.reports import Request as ReportRequest
+
 EXIT_USAGE = 2
 ANCHOR_FILE = "saferelay-audit.anchor"
 
@@ -311,32 +316,130 @@ def _in_transaction(settings: Settings, work: Callable[[AsyncSession], Awaitable
     return asyncio.run(_run())
 
 
-def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
-    """Yearly wellbeing figures from check-ins; needs the team key file and its passphrase."""
-    from bot.reports import save_yearly, yearly_wellbeing
+def _bound(text: str, *, end: bool) -> date:
+    """``2016``, ``2016-07`` or ``2016-07-15``; an end bound covers the whole of what it
+    names (``--until 2018`` ends with 2018), so the day after it is returned."""
+    parts = [int(p) for p in text.split("-")]
+    if not 1 <= len(parts) <= 3:
+        raise ValueError(text)
+    year, month, day_ = [*parts, 1, 1][:3]
+    start = date(year, month, day_)
+    if not end:
+        return start
+    if len(parts) == 1:
+        return date(year + 1, 1, 1)
+    if len(parts) == 2:
+        return date(year + month // 12, month % 12 + 1, 1)
+    return start + timedelta(days=1)
 
-    _require_initialised(settings)
+
+def _report_request(args: argparse.Namespace) -> ReportRequest:
+    from bot.reports import PRIVATE, PUBLIC, By, Request
+
+    try:
+        since = _bound(args.since, end=False) if args.since else None
+        until = _bound(args.until, end=True) if args.until else None
+    except ValueError:
+        raise CliError("--since and --until take a date: 2016, 2016-07 or 2016-07-15.") from None
+    if args.public and args.by != By.YEAR.value:
+        # A published month next to a published year would let the reader subtract.
+        raise CliError("--public reports whole years only: leave out --by.")
+    return Request(
+        by=By(args.by),
+        since=since,
+        until=until,
+        per_checkin=args.per_checkin,
+        rule=PUBLIC if args.public else PRIVATE,
+    )
+
+
+def _report_language(args: argparse.Namespace) -> str:
+    if args.lang:
+        return str(args.lang)
+    prefix = os.environ.get("LANG", "").split("_")[0].split(".")[0].lower()
+    return prefix if prefix in ("ko", "zh") else "en"
+
+
+def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
+    """Wellbeing figures per period from check-ins; needs the team key file and its
+    passphrase, and for --group or --region the server secrets too."""
+    from bot import reports
+    from bot.report_output import chart_language, table, write_chart, write_csv
+
+    if args.db:
+        settings = replace(settings, database_url=f"sqlite+aiosqlite:///{Path(args.db).resolve()}")
+        if not Path(args.db).exists():
+            raise CliError(f"No database file at {args.db}.")
+    request = _report_request(args)
+    parts = [*([args.group] if args.group else []), *(args.region or [])]
+    # Labels and time zones are under the server box: only then are its keys needed.
+    server = _require_initialised(settings).load() if parts else None
     team_key = Path(args.key).expanduser()
     if not team_key.exists():
         raise CliError(f"No team key file at {team_key}: give its place with --key PATH.")
     passphrase = _read_passphrase(settings, confirm=False)
     opener = unlock_team_key(team_key, passphrase)
+    plain = not parts
 
-    async def _report(session: AsyncSession) -> list[tuple[int, int, int, float, float]]:
-        rows = await yearly_wellbeing(session, opener)
-        await save_yearly(session, rows)
-        await record(session, AuditAction.REPORT, actor_id=None)
-        return rows
+    async def _report() -> list[reports.Row]:
+        from storage.db import make_sessionmaker
 
-    rows = _in_transaction(settings, _report)
-    print("year  members  check-ins  mean health (1-5)  threat of being sent back")
-    for year, members, count, health, threat in rows:
-        if members < 5:
-            print(f"{year}  fewer than 5 members: not shown, so no one can be singled out")
-            continue
-        print(f"{year}  {members:7d}  {count:9d}  {health:17.2f}  {threat:24.0%}")
+        if not await _schema_ready(settings):
+            raise CliError("The database schema is not up to date: run `saferelay init`.")
+        engine = make_engine(settings.database_url)
+        try:
+            async with make_sessionmaker(engine)() as session, session.begin():
+                tallies = await reports.collect(
+                    session, opener, request, progress=reports.progress_line()
+                )
+                whole = reports.sums_of(tallies)
+                if plain and request.by is reports.By.YEAR:
+                    whole = reports.with_saved(whole, await reports.saved_years(session), request)
+                    if request.since is None and request.until is None:
+                        await reports.save_yearly(session, whole)
+                members: dict[str, dict[str, reports.Sums]] = {}
+                for part in parts:
+                    assert server is not None
+                    chosen = (
+                        await reports.members_in(session, server, part)
+                        if part in reports.REGIONS
+                        else await reports.members_labelled(session, server, part)
+                    )
+                    members[part] = reports.sums_of(tallies, chosen)
+                retreats = await reports.retreat_attendance(session, request)
+                # Who ran a report, and when (to the day), is on the audit trail.
+                await record(session, AuditAction.REPORT, actor_id=None)
+                return reports.report_rows(whole, members, retreats, request)
+        finally:
+            await engine.dispose()
+
+    rows = asyncio.run(_report())
     if not rows:
         print("(no check-ins yet)")
+        return 0
+    rule = request.rule
+    print(table(rows, rule.mean_digits))
+    print(
+        f"— hidden: fewer than {rule.min_members} members, a share of 0 % or 100 % from fewer "
+        f"than {rule.min_for_extremes}, or a part whose rest would give it away."
+    )
+    print(
+        "Means: each check-in counts once."
+        if request.per_checkin
+        else "Means: each member counts once per period (their own mean over it)."
+    )
+    if any(row.estimated for row in rows):
+        print("* saved before per-member sums were kept: the per-check-in figure.")
+    if args.csv:
+        write_csv(rows, Path(args.csv))
+        print(f"Wrote {args.csv}.")
+    if args.chart:
+        language, font = chart_language(_report_language(args))
+        write_chart(rows, Path(args.chart), language, font)
+        used = f"{language} labels, font {font}" if font else f"{language} labels"
+        if language != _report_language(args):
+            used += " (no font with Hangul and Chinese glyphs installed, e.g. fonts-noto-cjk)"
+        print(f"Wrote {args.chart}: {used}.")
     return 0
 
 
@@ -473,6 +576,32 @@ def build_parser() -> argparse.ArgumentParser:
         default=f"./{TEAM_KEY_FILE}",
         metavar="PATH",
         help=f"the team key file (default ./{TEAM_KEY_FILE})",
+    )
+    report.add_argument("--db", metavar="PATH", help="a database file (default DATABASE_URL)")
+    report.add_argument("--by", choices=["year", "quarter", "month"], default="year")
+    report.add_argument("--since", metavar="DATE", help="from 2016, 2016-07 or 2016-07-15")
+    report.add_argument("--until", metavar="DATE", help="to the end of 2018, 2018-06, ...")
+    report.add_argument(
+        "--group", metavar="LABEL", help="also the members with this label (server secrets)"
+    )
+    report.add_argument(
+        "--region",
+        action="append",
+        choices=["china", "korea"],
+        help="also the members in this region, by time zone; twice to compare (server secrets)",
+    )
+    report.add_argument(
+        "--per-checkin",
+        action="store_true",
+        help="means over check-ins (default: each member once per period, their own mean)",
+    )
+    report.add_argument(
+        "--public", action="store_true", help="stricter hiding and rounding, for publication"
+    )
+    report.add_argument("--csv", metavar="PATH", help="also write the table as CSV")
+    report.add_argument("--chart", metavar="PATH.png", help="also draw a chart (PNG)")
+    report.add_argument(
+        "--lang", choices=["en", "ko", "zh"], help="chart labels (default: from LANG)"
     )
     report.set_defaults(func=cmd_report)
     audit = sub.add_parser("audit", help="check or show the audit trail of staff actions")

@@ -93,6 +93,10 @@ async def start_checkin(update: Update, context: SafeContext) -> int:
     return HEALTH
 
 
+def _threat_buttons(lang: str) -> list[list[tuple[str, str]]]:
+    return [[(t(lang, "yes"), "ci:t:yes"), (t(lang, "no"), "ci:t:no")]]
+
+
 async def start_from_prompt(update: Update, context: SafeContext) -> int:
     """One tap on a prompt's health button is the first answer: the prompt itself becomes
     the next question. From now on it holds an answer, so it clears after the member's own
@@ -112,8 +116,7 @@ async def start_from_prompt(update: Update, context: SafeContext) -> int:
     await remember(session, core.settings, actor.person_id, [query.message.message_id])
     await context.commit()
     lang = actor.language
-    threat = [[(t(lang, "yes"), "ci:t:yes"), (t(lang, "no"), "ci:t:no")]]
-    await edit_pressed(query, t(lang, "checkin_threat"), keyboard(threat))
+    await edit_pressed(query, t(lang, "checkin_threat"), keyboard(_threat_buttons(lang)))
     return THREAT
 
 
@@ -171,7 +174,7 @@ answer_health = button_step(
     stay=HEALTH,
     then=THREAT,
     prompt="checkin_threat",
-    buttons=lambda lang: [[(t(lang, "yes"), "ci:t:yes"), (t(lang, "no"), "ci:t:no")]],
+    buttons=_threat_buttons,
 )
 answer_threat = button_step(
     draft=DRAFT,

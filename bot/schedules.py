@@ -23,13 +23,14 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from bot.cadence import (
     Cadence,
@@ -342,14 +343,48 @@ def queue_prompt(
     enqueue(session, keys, member.id, message)
 
 
-@dataclass
-class SweepCount:
-    prompts: int = 0
-    reminders: int = 0
-    alerts: int = 0
+# What a sweep does with one due member: returns 1 if it acted.
+Step = Callable[[AsyncSession, Schedule, Person], Awaitable[int]]
 
-    def __bool__(self) -> bool:
-        return bool(self.prompts or self.reminders or self.alerts)
+
+async def sweep_due(
+    core: Core,
+    deadline: InstrumentedAttribute[datetime | None],
+    step: Step,
+    *,
+    now: datetime,
+    batch: int = SWEEP_BATCH,
+    progress: Callable[[], None] = lambda: None,
+) -> int:
+    """Call ``step`` for every schedule row whose ``deadline`` (``next_at`` or
+    ``watch_at``) has come, earliest first, ``batch`` rows per transaction; returns how
+    many acted. ``step`` moves the deadline on in the same transaction, so a crash mid-sweep
+    repeats nothing that was committed, and a row is never done twice."""
+    acted = 0
+    while True:
+        async with core.sessions() as session, session.begin():
+            due = list(
+                (
+                    await session.execute(
+                        select(Schedule, Person)
+                        .join(Person, Person.id == Schedule.person_id)
+                        .where(deadline <= now)
+                        .order_by(deadline)
+                        .limit(batch)
+                    )
+                ).all()
+            )
+            # Nothing is flushed until the commit, so no write lock is held while the
+            # messages are made; every few members the loop lets waiting updates run.
+            with session.no_autoflush:
+                for n, (row, member) in enumerate(due, 1):
+                    acted += await step(session, row, member)
+                    if n % YIELD_EVERY == 0:
+                        await asyncio.sleep(0)
+        progress()  # the sender may start on this batch while the next is prepared
+        if len(due) < batch:
+            return acted
+        await asyncio.sleep(0)  # let waiting updates in between batches
 
 
 async def sweep_prompts(
@@ -360,35 +395,14 @@ async def sweep_prompts(
     batch: int = SWEEP_BATCH,
     progress: Callable[[], None] = lambda: None,
 ) -> int:
-    """Send every prompt that is due, ``batch`` members per transaction; returns how many
-    were sent. The next time is stored in the same step as the send, so a missed period
-    yields one prompt, and a crash mid-sweep repeats nothing that was committed."""
-    now = now or utcnow()
-    sent = 0
-    while True:
-        async with core.sessions() as session, session.begin():
-            due = list(
-                (
-                    await session.execute(
-                        select(Schedule, Person)
-                        .join(Person, Person.id == Schedule.person_id)
-                        .where(Schedule.next_at <= now)
-                        .order_by(Schedule.next_at)
-                        .limit(batch)
-                    )
-                ).all()
-            )
-            # Nothing is flushed until the commit, so no write lock is held while the
-            # prompts are made; every few members the loop lets waiting updates run.
-            with session.no_autoflush:
-                for n, (row, member) in enumerate(due, 1):
-                    sent += await _prompt_one(session, core, row, member, now, rng)
-                    if n % YIELD_EVERY == 0:
-                        await asyncio.sleep(0)
-        progress()  # the sender may start on this batch while the next is prepared
-        if len(due) < batch:
-            return sent
-        await asyncio.sleep(0)  # let waiting updates in between batches
+    """Send every prompt that is due; returns how many were sent. The next time is stored
+    in the same step as the send, so a missed period yields one prompt."""
+    at = now or utcnow()
+
+    async def step(session: AsyncSession, row: Schedule, member: Person) -> int:
+        return await _prompt_one(session, core, row, member, at, rng)
+
+    return await sweep_due(core, Schedule.next_at, step, now=at, batch=batch, progress=progress)
 
 
 async def _prompt_one(

@@ -22,7 +22,6 @@ day is what the check-ins table keeps anyway.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -37,10 +36,10 @@ from bot.i18n import t
 from bot.people import Actor, active_person
 from bot.schedules import (
     SWEEP_BATCH,
-    YIELD_EVERY,
     alert_open,
     queue_prompt,
     read_plan,
+    sweep_due,
     watch_paused,
 )
 from crypto.keystore import ServerSecrets
@@ -74,29 +73,12 @@ async def last_checkin_day(session: AsyncSession, person_id: str) -> date | None
 
 async def sweep_watch(core: Core, *, now: datetime | None = None, batch: int = SWEEP_BATCH) -> int:
     """Take every member whose ladder step is due one step up; returns how many steps."""
-    now = now or utcnow()
-    steps = 0
-    while True:
-        async with core.sessions() as session, session.begin():
-            due = list(
-                (
-                    await session.execute(
-                        select(Schedule, Person)
-                        .join(Person, Person.id == Schedule.person_id)
-                        .where(Schedule.watch_at <= now)
-                        .order_by(Schedule.watch_at)
-                        .limit(batch)
-                    )
-                ).all()
-            )
-            with session.no_autoflush:  # as in bot.schedules.sweep_prompts
-                for n, (row, member) in enumerate(due, 1):
-                    steps += await _step_up(session, core, row, member, now)
-                    if n % YIELD_EVERY == 0:
-                        await asyncio.sleep(0)
-        if len(due) < batch:
-            return steps
-        await asyncio.sleep(0)
+    at = now or utcnow()
+
+    async def step(session: AsyncSession, row: Schedule, member: Person) -> int:
+        return await _step_up(session, core, row, member, at)
+
+    return await sweep_due(core, Schedule.watch_at, step, now=at, batch=batch)
 
 
 async def _step_up(

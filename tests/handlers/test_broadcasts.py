@@ -4,7 +4,7 @@ authorisation, delivery and progress, RSVP and its totals, cancel, restarts."""
 from __future__ import annotations
 
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, update
 
@@ -49,6 +49,25 @@ async def compose(
         await staff.press(t("en", "bc_event_in_14"))
     await staff.press(t("en", "bc_when_now"))
     await staff.wait_for_message("To: ")
+
+
+async def stored_broadcast(bot: RunningBot, text: str, send_at: datetime) -> str:
+    """A notice to all members by the admin, stored through the service (as Send does)."""
+    async with bot.core.sessions() as session, session.begin():
+        admin = await session.scalar(select(Person).where(Person.role == Role.ADMIN.value))
+        assert admin is not None
+        made = await create_broadcast(
+            session,
+            bot.core.secrets,
+            actor_of(admin, bot.core.secrets),
+            Notice({"*": text}, Audience()),
+            rsvp=False,
+            event_at=None,
+            send_at=send_at,
+            progress_message_id=None,
+        )
+        assert made is not None
+        return made.id
 
 
 async def notice_of(member: FakeUser, text: str = RETREAT) -> object:
@@ -206,20 +225,7 @@ async def test_members_see_current_notices_again_with_their_answer(
 async def test_a_scheduled_broadcast_survives_a_restart_and_goes_out_once(
     bot: RunningBot, team: Team
 ) -> None:
-    async with bot.core.sessions() as session, session.begin():
-        admin = await session.scalar(select(Person).where(Person.role == Role.ADMIN.value))
-        assert admin is not None
-        made = await create_broadcast(
-            session,
-            bot.core.secrets,
-            actor_of(admin, bot.core.secrets),
-            Notice({"*": "Clinic moved to Thursday."}, Audience()),
-            rsvp=False,
-            event_at=None,
-            send_at=utcnow() + timedelta(hours=1),
-            progress_message_id=None,
-        )
-        assert made is not None
+    await stored_broadcast(bot, "Clinic moved to Thursday.", utcnow() + timedelta(hours=1))
     await stop_bot(bot.app)
     async with bot.core.sessions() as session, session.begin():
         await session.execute(update(Broadcast).values(send_at=utcnow() - timedelta(minutes=5)))
@@ -246,21 +252,8 @@ async def test_a_crash_mid_queueing_resumes_without_second_copies(
     bot: RunningBot, team: Team
 ) -> None:
     await bot.seed(45, 8_200_000)
-    async with bot.core.sessions() as session, session.begin():
-        admin = await session.scalar(select(Person).where(Person.role == Role.ADMIN.value))
-        assert admin is not None
-        made = await create_broadcast(
-            session,
-            bot.core.secrets,
-            actor_of(admin, bot.core.secrets),
-            Notice({"*": "Stay in tonight."}, Audience()),
-            rsvp=False,
-            event_at=None,
-            send_at=utcnow() + timedelta(days=1),  # the bot's own sweep leaves it alone
-            progress_message_id=None,
-        )
-        assert made is not None
-        broadcast_id = made.id
+    # Due tomorrow: the bot's own sweep leaves it alone; the test sweeps "later" itself.
+    broadcast_id = await stored_broadcast(bot, "Stay in tonight.", utcnow() + timedelta(days=1))
     later = utcnow() + timedelta(days=2)
     # The process dies after the first batch of 10 was committed.
     calls = 0

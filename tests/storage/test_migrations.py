@@ -15,6 +15,12 @@ from storage.models import Base
 
 # SQLite cannot reflect an expression index (people: lower(pseudonym)), so autogenerate
 # skips it, saying so; test_migrated_indexes_are_the_models_own compares it instead.
+# A member row as every schema since 0004 takes it (id 'p1').
+A_MEMBER = text(
+    "INSERT INTO people (id, tg_lookup, chat_ref, role, pseudonym, language, language_chosen, "
+    "created_at, erased, code_word, duress_word) VALUES ('p1', x'00', x'00', 'member', "
+    "'A B 10', 'ko', 1, '2026-01-01 00:00:00', 0, x'00', x'00')"
+)
 EXPRESSION_INDEX_SKIPPED = (
     "ignore:Skipped unsupported reflection of expression-based index:sqlalchemy.exc.SAWarning"
 )
@@ -110,14 +116,7 @@ async def test_0005_adds_only_indexes_and_its_downgrade_takes_them_away(tmp_path
     engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'i.db'}")
     await migrate(engine, "0004")
     async with engine.begin() as connection:
-        await connection.execute(
-            text(
-                "INSERT INTO people (id, tg_lookup, chat_ref, role, pseudonym, language, "
-                "language_chosen, created_at, erased, code_word, duress_word) VALUES ('p1', "
-                "x'00', x'00', 'member', 'A B 10', 'ko', 1, '2026-01-01 00:00:00', 0, x'00', "
-                "x'00')"
-            )
-        )
+        await connection.execute(A_MEMBER)
         await connection.execute(
             text(
                 "INSERT INTO checkins (id, person_id, created_at, sealed) "
@@ -160,14 +159,7 @@ async def test_0007_copies_the_outbox_with_its_pending_messages_and_indexes(
     engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'o.db'}")
     await migrate(engine, "0006")
     async with engine.begin() as connection:
-        await connection.execute(
-            text(
-                "INSERT INTO people (id, tg_lookup, chat_ref, role, pseudonym, language, "
-                "language_chosen, created_at, erased, code_word, duress_word) VALUES ('p1', "
-                "x'00', x'00', 'member', 'A B 10', 'ko', 1, '2026-01-01 00:00:00', 0, x'00', "
-                "x'00')"
-            )
-        )
+        await connection.execute(A_MEMBER)
         await connection.execute(
             text(
                 "INSERT INTO outbox (id, recipient_id, status, priority, created_at, due_at, "

@@ -225,24 +225,26 @@ async def _name(session: AsyncSession, keys: ServerSecrets, person_id: str | Non
     return shown_name_of(person, keys) if person is not None else None
 
 
-async def _edit_other_copies(
-    session: AsyncSession, keys: ServerSecrets, case: Case, actor: Actor, key: str
+async def rewrite_copies(
+    session: AsyncSession, keys: ServerSecrets, case: Case, key: str, *, by: Actor | None = None
 ) -> None:
-    """Rewrite the alert copies other staff hold: who took it, and no more text."""
+    """Rewrite the alert copies staff hold (the catalogue entry ``key``, and no more text):
+    who took or closed it when ``by`` is given (whose own copy is left alone), or what
+    closed it by itself (a welfare alert when the member checks in)."""
     member = await session.get(Person, case.member_id)
-    copies = await session.scalars(
-        select(ChatMessage).where(
-            ChatMessage.case_id == case.id,
-            ChatMessage.person_id != actor.person_id,
-            ChatMessage.outgoing.is_(True),
-            ChatMessage.kind.in_(("alert", "list")),
-        )
+    query = select(ChatMessage).where(
+        ChatMessage.case_id == case.id,
+        ChatMessage.outgoing.is_(True),
+        ChatMessage.kind.in_(("alert", "list")),
     )
-    for copy in copies:
+    if by is not None:
+        query = query.where(ChatMessage.person_id != by.person_id)
+    name = by.shown_name if by is not None else ""
+    for copy in await session.scalars(query):
         staff = await active_person(session, copy.person_id)
         if staff is None or member is None:
             continue
-        text = t(staff.language, key, pseudonym=member.pseudonym, name=actor.shown_name)
+        text = t(staff.language, key, pseudonym=member.pseudonym, name=name)
         enqueue(
             session,
             keys,
@@ -284,7 +286,7 @@ async def claim_case(
             return CaseResult(Outcome.DONE)
         return CaseResult(Outcome.TAKEN, await _name(session, keys, case.claimed_by))
     await record(session, AuditAction.CLAIM, actor_id=actor.person_id, object_id=case_id)
-    await _edit_other_copies(session, keys, case, actor, "alert_claimed")
+    await rewrite_copies(session, keys, case, "alert_claimed", by=actor)
     return CaseResult(Outcome.DONE)
 
 
@@ -320,7 +322,7 @@ async def resolve_case(
         await session.refresh(case)
         return CaseResult(Outcome.TAKEN, await _name(session, keys, case.claimed_by))
     await record(session, AuditAction.RESOLVE, actor_id=actor.person_id, object_id=case_id)
-    await _edit_other_copies(session, keys, case, actor, "alert_resolved")
+    await rewrite_copies(session, keys, case, "alert_resolved", by=actor)
     return CaseResult(Outcome.DONE)
 
 

@@ -21,34 +21,10 @@ MEMBER_COMMANDS = (
     "language",
     "cancel",
 )
-CASEWORKER_COMMANDS = (
-    "cases",
-    "due",
-    "schedule",
-    "broadcast",
-    "broadcasts",
-    "tag",
-    "invite",
-    "invites",
-    "name",
-    "language",
-    "cancel",
-)
-ADMIN_COMMANDS = (
-    "cases",
-    "due",
-    "schedule",
-    "broadcast",
-    "broadcasts",
-    "tag",
-    "invite",
-    "invites",
-    "revoke",
-    "forget",
-    "name",
-    "language",
-    "cancel",
-)
+_STAFF_FIRST = ("cases", "due", "schedule", "broadcast", "broadcasts", "tag", "invite", "invites")
+_STAFF_LAST = ("name", "language", "cancel")
+CASEWORKER_COMMANDS = _STAFF_FIRST + _STAFF_LAST
+ADMIN_COMMANDS = (*_STAFF_FIRST, "revoke", "forget", *_STAFF_LAST)
 
 
 def command_names(role: Role) -> tuple[str, ...]:

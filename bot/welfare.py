@@ -25,14 +25,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.alerts import alert_case, recipients_for
-from bot.cases import UNRESOLVED, HelpRequest, brief_place, sealed_place
+from bot.cases import UNRESOLVED, HelpRequest, brief_place, rewrite_copies, sealed_place
 from bot.core import Core
-from bot.delivery import Outgoing, enqueue
-from bot.i18n import t
 from bot.people import Actor, active_person
 from bot.schedules import (
     SWEEP_BATCH,
@@ -46,7 +44,6 @@ from crypto.keystore import ServerSecrets
 from storage.models import (
     Case,
     CaseStatus,
-    ChatMessage,
     CheckIn,
     Person,
     Role,
@@ -159,26 +156,7 @@ async def checked_in(session: AsyncSession, keys: ServerSecrets, person_id: str)
         return
     case.status, case.created_at = CaseStatus.RESOLVED.value, day(case.created_at)
     case.escalate_at, case.brief = None, None
-    member = await session.get(Person, person_id)
-    copies = await session.scalars(
-        select(ChatMessage).where(
-            ChatMessage.case_id == case.id,
-            ChatMessage.outgoing.is_(True),
-            ChatMessage.kind.in_(("alert", "list")),
-        )
-    )
-    for copy in copies:
-        staff = await active_person(session, copy.person_id)
-        if staff is None or member is None:
-            continue
-        text = t(staff.language, "alert_welfare_closed", pseudonym=member.pseudonym)
-        enqueue(
-            session,
-            keys,
-            staff.id,
-            Outgoing(text, edit_message_id=copy.message_id),
-            about=member.id,
-        )
+    await rewrite_copies(session, keys, case, "alert_welfare_closed")
 
 
 async def pause_watch(
@@ -239,7 +217,7 @@ async def due_for(
                 Schedule.watch_step >= WatchStep.REMINDED.value,
                 Schedule.paused_until > now,
                 Schedule.watch_paused_until > now,
-                and_(Schedule.next_at.is_(None)),
+                Schedule.next_at.is_(None),
             ),
         )
     )

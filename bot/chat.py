@@ -24,8 +24,11 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import and_, delete, exists, func, literal, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import Bot, BotCommand, BotCommandScopeChat
 from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
@@ -79,6 +82,13 @@ def clear_delay(person: Person | None, settings: Settings) -> timedelta:
     return min(timedelta(minutes=minutes), MAX_DELAY)
 
 
+def _stay(person: Person, settings: Settings, about: About | None) -> timedelta:
+    """How long a new message stays: the chat's own delay, and a bare prompt at least
+    ``PROMPT_STAYS``."""
+    delay = clear_delay(person, settings)
+    return max(delay, PROMPT_STAYS) if about is not None and about.kind == PROMPT else delay
+
+
 async def remember(
     session: AsyncSession,
     settings: Settings,
@@ -107,10 +117,7 @@ async def remember(
     if person is None:
         return
     now = now or utcnow()
-    delay = clear_delay(person, settings)
-    if about is not None and about.kind == PROMPT:
-        delay = max(delay, PROMPT_STAYS)
-    delete_at = now if at_once else now + delay
+    delete_at = now if at_once else now + _stay(person, settings, about)
     if until is not None:
         delete_at = min(delete_at, max(until, now))
     known = (
@@ -155,6 +162,54 @@ async def remember(
         )
         for m in ids
         if m not in known
+    )
+
+
+async def record_sent(
+    session: AsyncSession,
+    settings: Settings,
+    person_id: str,
+    message_id: int,
+    *,
+    about: About | None = None,
+) -> None:
+    """Schedule deletion of a message the outbox just sent (like :func:`remember`).
+
+    The message is in the chat before this commits, so the person may already have pressed
+    its button, and the handler noted it first: one INSERT ... ON CONFLICT then keeps the
+    sooner deletion and adds what the message is about, where a plain insert would fail the
+    unique index -- and the failed transaction would leave the item to be sent again.
+    """
+    person = await session.get(Person, person_id)
+    if person is None:
+        return
+    now = utcnow()
+    dialect = session.get_bind().dialect.name
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    statement = insert(ChatMessage).values(
+        id=new_id(),
+        person_id=person_id,
+        message_id=message_id,
+        sent_at=now,
+        delete_at=now + _stay(person, settings, about),
+        outgoing=True,
+        about_member_id=about.member_id if about else None,
+        case_id=about.case_id if about else None,
+        kind=about.kind if about else None,
+    )
+    sooner = func.least if dialect == "postgresql" else func.min
+    changes: dict[str, Any] = {
+        "delete_at": sooner(ChatMessage.delete_at, statement.excluded.delete_at)
+    }
+    if about is not None:
+        changes |= {
+            name: getattr(statement.excluded, name)
+            for name in ("about_member_id", "case_id", "kind")
+        }
+    await session.execute(
+        statement.on_conflict_do_update(
+            index_elements=[ChatMessage.person_id, ChatMessage.message_id], set_=changes
+        )
     )
 
 

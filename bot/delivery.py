@@ -39,7 +39,7 @@ from telegram.error import BadRequest, Forbidden, InvalidToken, RetryAfter, Tele
 from telegram.ext import ExtBot
 
 from bot import activity
-from bot.chat import About, clear_kind_now, delete_due, remember
+from bot.chat import About, clear_kind_now, delete_due, record_sent
 from bot.core import Core
 from bot.i18n import t
 from bot.limits import MAX_BACKOFF_SECONDS, backoff
@@ -375,13 +375,12 @@ class Sender:
                 await queue.count_broadcast(session, item.broadcast_id, delivered=True)
                 if sent_message_id is not None:
                     # Every chat clears itself; a staff copy remembers whom it is about.
-                    await remember(
+                    await record_sent(
                         session,
                         core.settings,
                         item.recipient_id,
-                        [sent_message_id],
+                        sent_message_id,
                         about=message.link,
-                        fresh=True,
                     )
             self.sent += 1
             activity.count("messages sent")

@@ -8,15 +8,25 @@ import os
 import signal
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
+from bot.chat import PROMPT, About, record_sent, remember
+from bot.core import Core
 from bot.i18n import t
 from storage.db import make_engine
-from storage.models import OutboxItem, Role
-from tests.conftest import PASSPHRASE, RunningBot, eventually, make_settings, secrets_of
+from storage.models import ChatMessage, OutboxItem, Role
+from tests.conftest import (
+    PASSPHRASE,
+    RunningBot,
+    bare_people,
+    eventually,
+    make_settings,
+    secrets_of,
+)
 from tests.fakebot import FakeBotApi, FakeUser
 
 QUICK_TIMEOUT = pytest.mark.bot_env(SAFERELAY_TELEGRAM_TIMEOUT="1")
@@ -222,3 +232,23 @@ def _cli(data_dir: Path, *args: str) -> str:
 async def _invite(data_dir: Path, role: Role) -> str:
     output = await asyncio.to_thread(_cli, data_dir, "invite", "--role", role.value)
     return output.strip().splitlines()[-1]
+
+
+async def test_a_sent_message_noted_first_by_a_handler_is_recorded_once(core: Core) -> None:
+    """The person pressed the prompt's button before the sender recorded the send: the
+    handler's row stands (its sooner deletion) and gains what the message is about; no
+    unique-index failure rolls the sender back into sending it again."""
+    (member,) = bare_people(1)
+    async with core.sessions() as session, session.begin():
+        session.add(member)
+    async with core.sessions() as session, session.begin():
+        await remember(session, core.settings, member.id, [42])  # the handler, first
+    async with core.sessions() as session, session.begin():
+        await record_sent(
+            session, core.settings, member.id, 42, about=About(member.id, None, PROMPT)
+        )
+    async with core.sessions() as session:
+        (row,) = list(await session.scalars(select(ChatMessage)))
+    assert row.kind == PROMPT
+    # The member's own 10 minutes, not the hour a bare prompt gets.
+    assert row.delete_at - row.sent_at <= timedelta(minutes=10, seconds=1)

@@ -32,9 +32,9 @@ from bot.i18n import t
 from bot.logs import configure_logging
 from bot.people import actor_of
 from handlers.broadcasts import WAKE_KEY
+from sandbox import FakeUser
 from storage.models import Person, Role, utcnow
 from tests.conftest import RunningBot
-from tests.fakebot import FakeUser
 
 LIMIT = 30
 NOTICE = "Retreat on 24 December, at the usual place."

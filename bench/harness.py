@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+from sandbox import FakeBotApi
 from tests.conftest import RunningBot, make_keys, make_settings, start_bot, stop_bot
-from tests.fakebot import FakeBotApi
 
 
 @asynccontextmanager

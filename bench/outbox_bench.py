@@ -25,9 +25,9 @@ from bench.harness import bench_bot
 from bench.relay_bench import percentile
 from bot.delivery import PRIORITY_BULK, PRIORITY_NORMAL, PRIORITY_URGENT
 from bot.logs import configure_logging
+from sandbox import FakeUser
 from storage.models import Role
 from tests.conftest import RunningBot
-from tests.fakebot import FakeUser
 
 LIMIT = 30
 

@@ -35,9 +35,9 @@ from bot.logs import configure_logging
 from bot.menus import menu_key
 from bot.schedules import ensure_schedules, sweep_prompts
 from bot.welfare import sweep_watch
+from sandbox import FakeUser
 from storage.models import OutboxItem, Person, Role, Schedule, WatchStep, utcnow
 from tests.conftest import RunningBot
-from tests.fakebot import FakeUser
 
 FIRST_UID = 7_000_000
 

@@ -50,6 +50,7 @@ from bot.i18n import t
 from bot.logs import configure_logging
 from bot.people import EXPIRED_SHOWN
 from bot.retention import BATCH, FAILED_KEPT, MIN_GROUP, purge_old_records
+from sandbox import FakeBotApi, FakeUser
 from storage import outbox
 from storage.db import truncate_wal
 from storage.models import (
@@ -66,7 +67,6 @@ from storage.models import (
     word_filler,
 )
 from tests.conftest import RunningBot, make_keys, make_settings, start_bot, stop_bot
-from tests.fakebot import FakeBotApi, FakeUser
 
 SEALED_SIZE = 300  # a sealed check-in: 256-byte padded plaintext + envelope
 INSERT_CHUNK = 5000

@@ -20,9 +20,9 @@ import time
 from bench.harness import bench_bot
 from bot.i18n import t
 from bot.logs import configure_logging
+from sandbox import FakeUser
 from storage.models import Role
 from tests.conftest import RunningBot
-from tests.fakebot import FakeUser
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -41,10 +41,10 @@ from bot.core import Core
 from bot.i18n import t
 from bot.logs import configure_logging
 from bot.people import create_invite
+from sandbox import FakeBotApi, FakeUser
 from storage.db import migrate
 from storage.models import OutboxItem, Role
 from tests.conftest import PASSPHRASE, bare_people, make_keys, make_settings, secrets_of
-from tests.fakebot import FakeBotApi, FakeUser
 
 LONG_TEXT = "fever since Monday, cannot go out to buy medicine, please call in the evening"
 SHORT_TEXT = "fever"

@@ -42,10 +42,10 @@ from sqlalchemy import func, select
 from bot.i18n import t
 from bot.logs import configure_logging
 from bot.people import find_actor
+from sandbox import FakeBotApi, FakeUser
+from sandbox.models import Call
 from storage.models import Case, OutboxItem, OutboxStatus, Role
 from tests.conftest import RunningBot, make_keys, make_settings, start_bot, stop_bot
-from tests.fakebot import FakeBotApi, FakeUser
-from tests.fakebot.models import Call
 
 DURESS_WORD = "Sunflower"
 STAFF_NAMES = ("Coordinator", "Mina", "Joon", "Ara")  # the first is the admin

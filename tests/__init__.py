@@ -1,1 +1,1 @@
-"""Test suite of saferelay (a package so that ``from tests.fakebot import ...`` works)."""
+"""Test suite of saferelay."""

@@ -24,9 +24,9 @@ from bot.settings import Settings, load_settings
 from crypto.boxes import TeamOpener
 from crypto.keyfile import KdfCost
 from crypto.keystore import TEAM_KEY_FILE, SecretsDir, unlock_team_key
+from sandbox import FakeBotApi, FakeUser
 from storage.db import migrate
 from storage.models import Person, Role, new_id
-from tests.fakebot import FakeBotApi, FakeUser
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -28,6 +28,7 @@ from crypto.boxes import (
 )
 from crypto.errors import RecordOpenError
 from crypto.keystore import SecretsDir
+from sandbox import FakeBotApi, FakeUser
 from storage.models import Case, Role
 from tests.conftest import (
     RunningBot,
@@ -37,7 +38,6 @@ from tests.conftest import (
     start_bot,
     stop_bot,
 )
-from tests.fakebot import FakeBotApi, FakeUser
 from tests.handlers.conftest import ask
 
 MAC_SIZE = 16

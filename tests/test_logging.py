@@ -30,9 +30,9 @@ from bot.logs import (
     remember_values,
     scrub,
 )
+from sandbox import FakeBotApi
 from storage.models import OutboxItem, Role
 from tests.conftest import RunningBot, make_settings, start_bot, stop_bot
-from tests.fakebot import FakeBotApi
 from tests.handlers.conftest import staff_invite
 
 TOKEN = "7212345678:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"  # the shape BotFather hands out
@@ -167,7 +167,7 @@ def test_a_remembered_text_with_both_quote_kinds_is_replaced_in_its_repr() -> No
 
 
 def test_a_remembered_value_inside_the_token_does_not_unmask_it() -> None:
-    token = "123456789:AAFakeTokenForTestsOnly_abcdefghijklmn"  # tests.fakebot's
+    token = "123456789:AAFakeTokenForTestsOnly_abcdefghijklmn"  # sandbox's
     remember_values("ok")  # a member answered "ok"
     out = emit("HTTP Request: POST http://127.0.0.1:8081/bot%s/getUpdates", token)
     assert "ForTestsOnly_abcdefghijklmn" not in out

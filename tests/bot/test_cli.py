@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from bot.i18n import t
-from tests.fakebot import DEFAULT_TOKEN, FakeBotApi
+from sandbox import DEFAULT_TOKEN, FakeBotApi
 
 PASSPHRASE = "a coordinator's long passphrase"
 

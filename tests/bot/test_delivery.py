@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from bot.chat import PROMPT, About, record_sent, remember
 from bot.core import Core
 from bot.i18n import t
+from sandbox import FakeBotApi, FakeUser
 from storage.db import make_engine
 from storage.models import ChatMessage, OutboxItem, Role
 from tests.conftest import (
@@ -27,7 +28,6 @@ from tests.conftest import (
     make_settings,
     secrets_of,
 )
-from tests.fakebot import FakeBotApi, FakeUser
 
 QUICK_TIMEOUT = pytest.mark.bot_env(SAFERELAY_TELEGRAM_TIMEOUT="1")
 

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 import pytest
 
 from bot.i18n import t
+from sandbox import FakeUser
 from storage.models import Role
 from tests.conftest import RunningBot
-from tests.fakebot import FakeUser
 
 
 @dataclass

@@ -6,9 +6,9 @@ from sqlalchemy import select, text
 
 from bot.audit import check_chain
 from bot.i18n import t
+from sandbox import FakeUser
 from storage.models import AuditEntry, Case, Person
 from tests.conftest import RunningBot, eventually
-from tests.fakebot import FakeUser
 from tests.handlers.conftest import Team, ask, pseudonym_of, revoke
 
 

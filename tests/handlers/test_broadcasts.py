@@ -11,9 +11,9 @@ from sqlalchemy import func, select, update
 from bot.broadcasts import Audience, Notice, create_broadcast, sweep_broadcasts
 from bot.i18n import t
 from bot.people import actor_of
+from sandbox import FakeUser
 from storage.models import Broadcast, BroadcastStatus, OutboxItem, Person, Role, utcnow
 from tests.conftest import RunningBot, eventually, start_bot, stop_bot
-from tests.fakebot import FakeUser
 from tests.handlers.conftest import Team, ask, pseudonym_of
 
 RETREAT = "Retreat on 24 December, at the usual place. Bring warm clothes."

@@ -7,9 +7,9 @@ from sqlalchemy import select
 
 from bot.checkins import NOTE_LIMIT, CheckInAnswers, open_checkin
 from bot.i18n import t
+from sandbox import FakeUser
 from storage.models import CheckIn, Role
 from tests.conftest import RunningBot
-from tests.fakebot import FakeUser
 
 
 async def stored(bot: RunningBot) -> list[CheckInAnswers]:

@@ -39,6 +39,15 @@ from bot.cases import CATEGORIES, URGENCIES
 from bot.i18n import t
 from bot.logs import NOISY, configure_logging, forget_remembered
 from bot.people import find_actor
+from sandbox import (
+    DEFAULT_TOKEN,
+    MEDIA_KINDS,
+    FakeBotApi,
+    FakeUser,
+    command_entities,
+    utf16_len,
+)
+from sandbox import ChatMessage as FakeMessage
 from storage.models import (
     Case,
     ChatMessage,
@@ -56,15 +65,6 @@ from tests.conftest import (
     start_bot,
     stop_bot,
 )
-from tests.fakebot import (
-    DEFAULT_TOKEN,
-    MEDIA_KINDS,
-    FakeBotApi,
-    FakeUser,
-    command_entities,
-    utf16_len,
-)
-from tests.fakebot import ChatMessage as FakeMessage
 from tests.handlers.conftest import ask, staff_invite
 
 MAX_TEXT = 4096  # Telegram's limit for one message

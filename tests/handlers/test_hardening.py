@@ -15,9 +15,9 @@ from bot.cases import MAX_OPEN_URGENT
 from bot.i18n import t
 from bot.people import find_by_name
 from crypto.hashing import Pepper
+from sandbox import FakeUser
 from storage.models import Invite, Person, Role, utcnow
 from tests.conftest import RunningBot, eventually
-from tests.fakebot import FakeUser
 from tests.handlers.conftest import Team, ask, pseudonym_of, revoke, staff_invite
 
 

@@ -11,9 +11,9 @@ from sqlalchemy import func, select, update
 
 from bot.i18n import t
 from bot.schedules import CHINA_TIME, read_plan
+from sandbox import FakeUser
 from storage.models import Case, CaseStatus, CheckIn, Person, Schedule, WatchStep, utcnow
 from tests.conftest import RunningBot, eventually, start_bot, stop_bot
-from tests.fakebot import FakeUser
 from tests.handlers.conftest import Team, pseudonym_of
 
 FAST = {

@@ -11,6 +11,7 @@ from sqlalchemy import func, select, text
 from bot.checkins import open_checkin
 from bot.i18n import LANGUAGES, catalogue, t
 from bot.wording import MEMBER_SCREEN_WORDS
+from sandbox import FakeBotApi, FakeUser
 from storage.db import make_engine, make_sessionmaker
 from storage.models import (
     Case,
@@ -24,7 +25,6 @@ from storage.models import (
     utcnow,
 )
 from tests.conftest import RunningBot, eventually, make_settings, start_bot, stop_bot
-from tests.fakebot import FakeBotApi, FakeUser
 from tests.handlers.conftest import Team, ask, pseudonym_of
 
 

@@ -42,8 +42,8 @@ from typing import Any, NamedTuple
 
 from aiohttp import web
 
-from tests.fakebot.formatting import EntityParseError, command_entities, parse_text
-from tests.fakebot.models import (
+from sandbox.formatting import EntityParseError, command_entities, parse_text
+from sandbox.models import (
     MEDIA_KINDS,
     ApiError,
     Call,
@@ -55,7 +55,7 @@ from tests.fakebot.models import (
 
 __all__ = ["DEFAULT_TOKEN", "LIMITED_METHODS", "FakeBotApi", "FakeUser", "FloodRefusal"]
 
-DEFAULT_TOKEN = "123456789:AAFakeTokenForTestsOnly_abcdefghijklmn"
+DEFAULT_TOKEN = "123456789:AAFakeTokenForTestsOnly_abcdefghijklmn"  # noqa: S105 (not a secret)
 HOST = "127.0.0.1"
 
 MAX_TEXT_LENGTH = 4096
@@ -1610,7 +1610,7 @@ class FakeBotApi:
         return _json(ApiError(404, "Not Found").payload(), 404)
 
     async def _handle_control(self, request: web.Request) -> web.StreamResponse:
-        """Tiny JSON control API for manual runs (``python -m tests.fakebot``)."""
+        """Tiny JSON control API for manual runs (``python -m sandbox``)."""
         action = request.path.removeprefix("/_fake/")
         try:
             body: JSONDict = await request.json() if request.body_exists else {}

@@ -42,7 +42,7 @@ from telegram.ext import (
     filters,
 )
 
-from tests.fakebot import (
+from sandbox import (
     ChatMessage,
     EntityParseError,
     FakeBotApi,
@@ -50,7 +50,7 @@ from tests.fakebot import (
     FloodRefusal,
     parse_text,
 )
-from tests.fakebot.__main__ import _parser
+from sandbox.__main__ import _parser
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -1052,7 +1052,7 @@ async def test_cli_runs_standalone() -> None:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "tests.fakebot",
+        "sandbox",
         "--port",
         "0",
         cwd=ROOT,

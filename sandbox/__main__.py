@@ -1,4 +1,4 @@
-"""Run the fake Bot API standalone: ``python -m tests.fakebot --port 8081 --token ...``.
+"""Run the fake Bot API standalone: ``python -m sandbox --port 8081 --token ...``.
 
 ``--limits`` enforces Telegram's flood limits (``--per-second``, ``--chat-burst`` and
 ``--chat-per-second`` change their numbers); see the package README.
@@ -19,7 +19,7 @@ import asyncio
 import signal
 import sys
 
-from tests.fakebot.server import (
+from sandbox.server import (
     DEFAULT_CHAT_BURST,
     DEFAULT_CHAT_PER_SECOND,
     DEFAULT_PER_SECOND,
@@ -30,7 +30,7 @@ from tests.fakebot.server import (
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m tests.fakebot", description="Fake Telegram Bot API on 127.0.0.1"
+        prog="python -m sandbox", description="Fake Telegram Bot API on 127.0.0.1"
     )
     parser.add_argument("--port", type=int, default=8081, help="port (0 = random; default 8081)")
     parser.add_argument("--token", default=DEFAULT_TOKEN, help="bot token to accept")
@@ -79,7 +79,7 @@ async def _serve(args: argparse.Namespace) -> None:
             chat_per_second=args.chat_per_second,
         )
     except ValueError as exc:
-        raise SystemExit(f"python -m tests.fakebot: {exc}") from None
+        raise SystemExit(f"python -m sandbox: {exc}") from None
     await server.start()
     try:
         print(server.base_url, flush=True)

@@ -299,6 +299,22 @@ def cmd_run(settings: Settings, _args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(_settings: Settings, args: argparse.Namespace) -> int:
+    """The whole product on this computer: the real bot against the local Bot API in
+    ``sandbox``, and a page of phones on 127.0.0.1. No token, no network."""
+    # The bot never imports the sandbox; only this command does, and only when run.
+    from sandbox.demo import run_demo
+
+    if not 0 <= args.port <= 65535:
+        raise CliError("--port is a number from 1 to 65535 (or 0 for any free port).")
+    keep = Path(args.data).expanduser() if args.data else None
+    try:
+        asyncio.run(run_demo(port=args.port, keep=keep))
+    except OSError as exc:
+        raise CliError(f"Could not start the demo: {exc.strerror or exc}.") from None
+    return 0
+
+
 def _in_transaction(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
     """Run ``work`` in one transaction on an up-to-date database."""
     from storage.db import make_sessionmaker
@@ -568,6 +584,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     invite.set_defaults(func=cmd_invite)
     sub.add_parser("run", help="run the bot (long polling)").set_defaults(func=cmd_run)
+    demo = sub.add_parser(
+        "demo", help="try it without Telegram: the real bot and a page of phones on 127.0.0.1"
+    )
+    demo.add_argument(
+        "--port", type=int, default=0, help="the page's port on 127.0.0.1 (default: any free one)"
+    )
+    demo.add_argument(
+        "--data",
+        metavar="DIR",
+        help="keep the demo's database and keys in DIR (default: a throwaway directory)",
+    )
+    demo.set_defaults(func=cmd_demo)
     report = sub.add_parser(
         "report", help="yearly wellbeing figures (needs the team key file and passphrase)"
     )

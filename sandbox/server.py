@@ -779,11 +779,14 @@ class FakeBotApi:
         chat_burst: int = DEFAULT_CHAT_BURST,
         chat_per_second: float = DEFAULT_CHAT_PER_SECOND,
         clock: Callable[[], float] = time.monotonic,
+        control_api: bool = True,
     ) -> None:
         """``limits`` turns Telegram's flood limits on (see the module docstring):
         ``per_second`` counted calls in any sliding 1-second window overall, and per chat a
         token bucket of ``chat_burst`` tokens refilled at ``chat_per_second``. ``clock`` is
         what the limits time calls with (never going backwards); tests may pass a fake one.
+        ``control_api=False`` turns off the unauthenticated ``/_fake/`` JSON API (the demo,
+        where another local user must not be able to read or drive the chats).
         """
         bot_id, sep, secret = token.partition(":")
         if not sep or not bot_id.isdigit() or not secret:
@@ -802,6 +805,8 @@ class FakeBotApi:
         self.limits = limits
         """Whether Telegram's flood limits are enforced (see :meth:`set_limits`)."""
 
+        self.control_api = control_api
+        self._observers: list[Callable[[Call], None]] = []
         self._clock = clock
         self._flood = _FloodControl(per_second, chat_burst, chat_per_second)
         self._port: int | None = None
@@ -1204,6 +1209,13 @@ class FakeBotApi:
         second still count against the limits, and in the windows measured next."""
         self._flood.clear_stats()
 
+    def observe(self, observer: Callable[[Call], None]) -> Callable[[], None]:
+        """Call ``observer(call)`` once each Bot API call to a known method has been answered
+        (its effect is in the chat model by then); returns a function that stops it. The
+        demo page uses this to push changes live. An observer must not block or raise."""
+        self._observers.append(observer)
+        return lambda: self._observers.remove(observer)
+
     def block(self, user_id: int) -> None:
         """The user blocks the bot; sends to them answer 403 until they write again."""
         user = self._require_user(user_id)
@@ -1468,7 +1480,7 @@ class FakeBotApi:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         path = request.path
-        if path.startswith("/_fake/"):
+        if path.startswith("/_fake/") and self.control_api:
             return await self._handle_control(request)
         file_match = _FILE_PATH.fullmatch(path)
         if file_match:
@@ -1505,6 +1517,8 @@ class FakeBotApi:
             self._flights.discard(flight)
             if call.status is None and not call.injected:
                 call.description = "client went away before the answer"
+            for observer in list(self._observers):
+                observer(call)
 
     async def _dispatch(
         self, request: web.Request, call: Call, handler: Handler, flight: _InFlight

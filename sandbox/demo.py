@@ -35,7 +35,7 @@ import shutil
 import signal
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -363,8 +363,9 @@ def _make_keys(layout: Layout) -> str | None:
     return passphrase
 
 
-async def start_demo(layout: Layout) -> Demo:
-    """Keys, Bot API and bot; the people come with :meth:`Demo.enrol_samples`."""
+async def start_demo(layout: Layout, timers: Mapping[str, str] | None = None) -> Demo:
+    """Keys, Bot API and bot; the people come with :meth:`Demo.enrol_samples`. ``timers``
+    override the demo's settings (tests watch a chat clear in seconds)."""
     passphrase = await asyncio.to_thread(_make_keys, layout)
     layout.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     api = FakeBotApi(_demo_token(), BOT_USERNAME, bot_first_name="SafeRelay", control_api=False)
@@ -375,6 +376,7 @@ async def start_demo(layout: Layout) -> Demo:
         "TELEGRAM_BOT_TOKEN": api.token,
         "TELEGRAM_API_BASE_URL": api.base_url,
         **DEMO_ENV,
+        **(timers or {}),
     }
     try:
         settings = load_settings(env)

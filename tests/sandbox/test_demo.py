@@ -138,6 +138,25 @@ async def test_a_kept_data_directory_finds_its_people_again(tmp_path: Path) -> N
         await stop_demo(again)
 
 
+async def test_a_members_chat_clears_itself_after_the_timer(tmp_path: Path) -> None:
+    # Given the demo with its clearing timer shortened from 2 minutes to 3 seconds
+    demo = await start_demo(
+        make_layout(tmp_path / "kept"), {"SAFERELAY_CLEAR_AFTER_MINUTES": "0.05"}
+    )
+    try:
+        await demo.enrol_samples()
+        member = demo.panes["member-en"].user
+        # When a member writes to their caseworker
+        await demo.send("member-en", "I moved flats")
+        await member.wait_for_message(t("en", "relay_sent"))
+        # Then their phone ends up empty, both sides, without anyone touching it
+        await demo.api.wait_for(lambda: demo.api.visible(member.chat_id) == [], timeout=60)
+        # While the staff chats keep theirs (they clear after hours, not minutes)
+        assert demo.api.visible(demo.panes["caseworker"].user.chat_id)
+    finally:
+        await stop_demo(demo)
+
+
 def test_the_generated_passphrase_passes_the_key_files_check() -> None:
     passphrases = {generate_passphrase() for _ in range(5)}
     assert len(passphrases) == 5

@@ -236,7 +236,7 @@ class DemoPage:
         )
         await response.prepare(request)
         seen = -1
-        with contextlib.suppress(ConnectionResetError, asyncio.CancelledError):
+        with contextlib.suppress(ConnectionResetError):
             while not self._closing:
                 if self.version == seen:
                     changed = self._changed

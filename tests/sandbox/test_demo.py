@@ -3,6 +3,8 @@ kept data directory, and the sandbox hooks the demo relies on."""
 
 from __future__ import annotations
 
+import socket
+import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -177,3 +179,18 @@ async def test_an_observer_sees_each_answered_call_until_it_stops() -> None:
         async with http.get(url):
             pass
         assert len(seen) == 1
+
+
+def test_a_port_in_use_gets_one_clear_line_and_leaves_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot.cli import main
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        code = main(["demo", "--port", str(taken.getsockname()[1])])
+    assert code == 2
+    assert "saferelay: Could not start the demo:" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

@@ -184,6 +184,13 @@ class Demo:
                 return pane.label
         return "—" if chat_id is None else "another chat"
 
+    def label_of_query(self, query_id: Any) -> str:
+        """Whose button press a callback answer is for (the call names no chat)."""
+        for pane in self.panes.values():
+            if any(a["callback_query_id"] == query_id for a in pane.user.answered_callbacks()):
+                return pane.label
+        return "—"
+
     # -- people ------------------------------------------------------------------------
 
     def _new_user(self, user_id: int, sample: Sample) -> FakeUser:

@@ -173,13 +173,19 @@ class DemoPage:
 
     def _on_call(self, call: Call) -> None:
         self._calls += 1
-        if call.method.lower() not in QUIET_METHODS:
+        method = call.method.lower()
+        if method not in QUIET_METHODS:
+            chat = (
+                self.demo.label_of_query(call.params.get("callback_query_id"))
+                if method == "answercallbackquery"
+                else self.demo.label_of(_chat_of(call))
+            )
             self.log.append(
                 {
                     "n": self._calls,
                     "at": time.strftime("%H:%M:%S"),
                     "method": call.method,
-                    "chat": self.demo.label_of(_chat_of(call)),
+                    "chat": chat,
                     "status": call.status,
                 }
             )

@@ -223,6 +223,10 @@ def test_the_api_log_shows_methods_and_whose_chat_never_the_words(page: Page) ->
     expect(
         rows.filter(has_text="sendMessage").filter(has_text="Member · 中文").first
     ).to_be_visible()
+    # A button's answer is put down to the phone that pressed it
+    expect(
+        rows.filter(has_text="answerCallbackQuery").filter(has_text="Member · English").first
+    ).to_be_visible()
     log_text = page.locator("#log").inner_text()
     assert "房东" not in log_text
     assert not re.search(r"\d{7,}", log_text), "a chat id in the log"

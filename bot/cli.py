@@ -272,12 +272,14 @@ async def _wait_for_bot_api(settings: Settings) -> None:
 
 
 def cmd_run(settings: Settings, _args: argparse.Namespace) -> int:
-    """Run the bot with long polling until Ctrl-C."""
-    from telegram import Update
+    """Run the bot until Ctrl-C or SIGTERM: long polling, or a webhook when
+    SAFERELAY_WEBHOOK_URL is set."""
     from telegram.error import InvalidToken, NetworkError
 
-    from bot.app import build_application
+    from bot.app import ALLOWED_UPDATES, build_application, run_webhook
     from bot.logs import configure_logging
+    from bot.web import WebServerError
+    from bot.webhook import WebhookError
 
     settings.require_token()
     _require_initialised(settings)
@@ -285,12 +287,19 @@ def cmd_run(settings: Settings, _args: argparse.Namespace) -> int:
     asyncio.run(_wait_for_bot_api(settings))
     app = build_application(settings)
     try:
-        # bootstrap_retries=-1: a blip while polling starts is retried too, never fatal.
-        app.run_polling(allowed_updates=Update.ALL_TYPES, bootstrap_retries=-1)
+        if settings.webhook_url is not None:
+            asyncio.run(run_webhook(app))
+        else:
+            # bootstrap_retries=-1: a blip while polling starts is retried too, never fatal.
+            # Starting to poll also deletes a webhook left from webhook mode (keeping the
+            # updates Telegram holds), so switching back is just unsetting the URL.
+            app.run_polling(allowed_updates=ALLOWED_UPDATES, bootstrap_retries=-1)
     except InvalidToken:
         raise CliError(
             "Telegram refused TELEGRAM_BOT_TOKEN: check it with @BotFather (/mybots)."
         ) from None
+    except (WebhookError, WebServerError) as exc:
+        raise CliError(str(exc)) from None
     except NetworkError as exc:
         raise CliError(
             f"Could not reach the Bot API at {settings.telegram_api_base_url} "
@@ -567,7 +576,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="valid for N hours (default 72 for a member, 24 for staff)",
     )
     invite.set_defaults(func=cmd_invite)
-    sub.add_parser("run", help="run the bot (long polling)").set_defaults(func=cmd_run)
+    sub.add_parser(
+        "run", help="run the bot (long polling, or a webhook with SAFERELAY_WEBHOOK_URL)"
+    ).set_defaults(func=cmd_run)
     report = sub.add_parser(
         "report", help="yearly wellbeing figures (needs the team key file and passphrase)"
     )

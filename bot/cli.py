@@ -308,6 +308,18 @@ def cmd_run(settings: Settings, _args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
+    """One line per check; exit 1 if any failed (for HEALTHCHECK and monitoring)."""
+    from bot.health import run_checks
+
+    checks = asyncio.run(
+        run_checks(settings, max_outbox_age=timedelta(minutes=args.max_outbox_age))
+    )
+    for check in checks:
+        print(check.line())
+    return 0 if all(check.ok for check in checks) else EXIT_BROKEN
+
+
 def _in_transaction(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
     """Run ``work`` in one transaction on an up-to-date database."""
     from storage.db import make_sessionmaker
@@ -579,6 +591,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "run", help="run the bot (long polling, or a webhook with SAFERELAY_WEBHOOK_URL)"
     ).set_defaults(func=cmd_run)
+    check = sub.add_parser(
+        "check",
+        help="is it healthy? database, migrations, secrets, Bot API, outbox (exit 1 if not)",
+    )
+    check.add_argument(
+        "--max-outbox-age",
+        type=float,
+        default=10.0,
+        metavar="MINUTES",
+        help="fail when a message has been due this long and is still not sent (default 10)",
+    )
+    check.set_defaults(func=cmd_check)
     report = sub.add_parser(
         "report", help="yearly wellbeing figures (needs the team key file and passphrase)"
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -59,10 +60,6 @@ def test_pepper_length_is_checked_and_hidden() -> None:
 
 
 def test_webhook_secret_is_stable_per_pepper_and_telegram_shaped() -> None:
-    import re
-
-    from crypto.hashing import Pepper
-
     first, second = Pepper(bytes(32)), Pepper(bytes([1]) * 32)
     assert first.webhook_secret() == Pepper(bytes(32)).webhook_secret()  # same after restart
     assert first.webhook_secret() != second.webhook_secret()

@@ -3,9 +3,14 @@ updates to it like Telegram, and the way back to long polling."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import logging
+import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -25,6 +30,7 @@ from tests.conftest import (
     eventually,
     free_port,
     make_settings,
+    secrets_of,
     start_bot,
     stop_bot,
 )
@@ -174,3 +180,60 @@ async def test_switching_modes_loses_no_update(api: FakeBotApi, data_dir: Path) 
         await member.wait_for_message(t("en", "checkin_thanks"))
         assert api.calls_to("getUpdates")
         assert await _count(bot, CheckIn) == 1
+
+
+async def test_saferelay_run_with_a_webhook_is_healthy_and_stops_on_sigterm(
+    api: FakeBotApi, data_dir: Path
+) -> None:
+    # Given the real command, as systemd or Docker starts it, in webhook mode
+    port = free_port()
+    url = f"http://127.0.0.1:{port}{PATH}"
+    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "HOME")}
+    env = {
+        **keep,
+        "SAFERELAY_DATA_DIR": str(data_dir),
+        "SAFERELAY_SECRETS_DIR": str(secrets_of(data_dir)),
+        "TELEGRAM_BOT_TOKEN": api.token,
+        "TELEGRAM_API_BASE_URL": api.base_url,
+        "SAFERELAY_WEBHOOK_URL": url,
+        "SAFERELAY_WEB_PORT": str(port),
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "run", env=env, cwd=data_dir.parent,
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        await api.wait_for(lambda: api.webhook_url == url, timeout=30)
+        # When a coordinator enrols by the link
+        token = await asyncio.to_thread(_shell_invite, env)
+        admin = api.user(810004, "Coordinator", language_code="en")
+        await admin.send_command("start", token)
+        await admin.wait_for_message(t("en", "language_prompt"), timeout=30)
+        # Then `saferelay check` says all is well, webhook included
+        checked = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot", "check", env=env, cwd=data_dir.parent,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        out, _ = await asyncio.wait_for(checked.communicate(), timeout=60)
+        assert checked.returncode == 0, out.decode()
+        assert "webhook set" in out.decode()
+    finally:
+        # And SIGTERM (systemctl stop, docker stop) ends it cleanly
+        process.send_signal(signal.SIGTERM)
+        _, stderr = await asyncio.wait_for(process.communicate(), timeout=30)
+    log = stderr.decode()
+    assert process.returncode == 0, log
+    assert "Traceback" not in log and api.token not in log and "810004" not in log
+    assert api.webhook_url == url  # left set: Telegram keeps updates until we are back
+
+
+def _shell_invite(env: dict[str, str]) -> str:
+    made = subprocess.run(
+        [sys.executable, "-m", "bot", "invite", "--role", "admin"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return made.stdout.strip().splitlines()[-1]

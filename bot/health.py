@@ -119,7 +119,8 @@ async def check_outbox(engine: AsyncEngine, max_age: timedelta, now: datetime) -
     if oldest is not None and oldest.tzinfo is None:
         oldest = oldest.replace(tzinfo=UTC)
     age = (now - oldest).total_seconds() if oldest is not None else 0.0
-    detail = f"{waiting} waiting, oldest due {_ago(age)} ago, {int(failed or 0)} failed"
+    due = f"oldest due {_ago(age)} ago" if oldest is not None else "none due yet"
+    detail = f"{waiting} waiting, {due}, {int(failed or 0)} failed"
     return Check("outbox", age <= max_age.total_seconds(), detail)
 
 

@@ -225,7 +225,8 @@ async def _post_shutdown(app: Application[Any, Any, Any, Any, Any, Any]) -> None
 
 
 def build_application(settings: Settings, core: Core | None = None) -> SafeApplication:
-    """The whole bot, ready for ``run_polling`` (or for tests: initialize/start)."""
+    """The whole bot, ready for ``run_polling`` or, with a webhook URL, :func:`run_webhook`
+    (or for tests: initialize/start)."""
     core = core or build_core(settings)
     pace = Pace()
     builder = ApplicationBuilder()
@@ -283,6 +284,8 @@ async def run_webhook(app: SafeApplication, stop: asyncio.Event | None = None) -
     await app.initialize()
     try:
         assert app.post_init is not None
+        # A refused webhook or a port in use ends here, after the sender has started:
+        # post_stop below stops it all the same.
         await app.post_init(app)
         await app.start()
         await stop.wait()
@@ -290,8 +293,8 @@ async def run_webhook(app: SafeApplication, stop: asyncio.Event | None = None) -
         await stop_serving(app)
         if app.running:
             await app.stop()
-            assert app.post_stop is not None
-            await app.post_stop(app)
+        assert app.post_stop is not None
+        await app.post_stop(app)
         await app.shutdown()
         assert app.post_shutdown is not None
         await app.post_shutdown(app)

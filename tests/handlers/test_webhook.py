@@ -237,3 +237,30 @@ def _shell_invite(env: dict[str, str]) -> str:
         check=True,
     )
     return made.stdout.strip().splitlines()[-1]
+
+
+async def test_saferelay_run_says_so_when_the_webhook_port_is_taken(
+    api: FakeBotApi, data_dir: Path
+) -> None:
+    # Given the port the webhook should listen on is already in use (here, by the Bot API)
+    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "HOME")}
+    env = {
+        **keep,
+        "SAFERELAY_DATA_DIR": str(data_dir),
+        "SAFERELAY_SECRETS_DIR": str(secrets_of(data_dir)),
+        "TELEGRAM_BOT_TOKEN": api.token,
+        "TELEGRAM_API_BASE_URL": api.base_url,
+        "SAFERELAY_WEBHOOK_URL": f"http://127.0.0.1:{api.port}{PATH}",
+        "SAFERELAY_WEB_PORT": str(api.port),
+    }
+    # When the bot starts, Then it stops at once with one line saying what to change
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "run", env=env, cwd=data_dir.parent,
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    _, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
+    log = stderr.decode()
+    assert process.returncode == 2, log
+    assert f"saferelay: Cannot listen on 127.0.0.1:{api.port}" in log
+    assert "SAFERELAY_WEB_PORT" in log and "Traceback" not in log
+    assert not api.calls_to("setWebhook")

@@ -264,3 +264,22 @@ async def test_saferelay_run_says_so_when_the_webhook_port_is_taken(
     assert f"saferelay: Cannot listen on 127.0.0.1:{api.port}" in log
     assert "SAFERELAY_WEB_PORT" in log and "Traceback" not in log
     assert not api.calls_to("setWebhook")
+
+
+async def test_an_unreadable_update_from_telegram_does_not_block_the_ones_behind_it(
+    hooked: RunningBot,
+) -> None:
+    # Given Telegram (with the secret) posts something that is not an update
+    secret = hooked.core.secrets.pepper.webhook_secret()
+    async with aiohttp.ClientSession() as client:
+        for body in (b"[1, 2]", b"not json", b'{"update_id": "x"}'):
+            async with client.post(
+                _url(hooked), data=body, headers={SECRET_HEADER: secret}
+            ) as response:
+                # Then it is taken off Telegram's queue (a retry could never succeed) ...
+                assert response.status == 200
+    # ... said once by type in the log, and the next member's update is handled as usual
+    assert "webhook: an update that could not be read" in hooked.log.getvalue()
+    member = hooked.api.user(810005, "Member", language_code="en")
+    await hooked.enrol(member, Role.MEMBER, "en")
+    await _checkin(member)

@@ -8,6 +8,7 @@ import contextlib
 import io
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -217,6 +218,7 @@ async def test_saferelay_run_with_a_webhook_is_healthy_and_stops_on_sigterm(
         out, _ = await asyncio.wait_for(checked.communicate(), timeout=60)
         assert checked.returncode == 0, out.decode()
         assert "webhook set" in out.decode()
+        assert re.search(r"^ok +webhook +the bot's web server answers", out.decode(), re.M)
     finally:
         # And SIGTERM (systemctl stop, docker stop) ends it cleanly
         process.send_signal(signal.SIGTERM)

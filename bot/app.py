@@ -23,6 +23,7 @@ from bot.retention import purge_old_records
 from bot.schedules import ensure_schedules, sweep_interval, sweep_prompts
 from bot.scrubber import WalScrubber
 from bot.settings import Settings
+from bot.web import WEB_KEY, WebServer
 from bot.welfare import sweep_watch, unreachable
 from crypto.keystore import SecretsDir
 from handlers import broadcasts, common, member, safety, schedule, staff
@@ -122,6 +123,10 @@ async def _post_init(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
     job_queue.run_repeating(
         _activity, interval=activity.REPORT_SECONDS, first=activity.REPORT_SECONDS, name="activity"
     )
+    # The bot's own web server, if any module gave it a route (bot/web.py).
+    web_server: WebServer = app.bot_data[WEB_KEY]
+    if web_server.has_routes:
+        await web_server.start()
     # Everything made so far (modules, metadata, caches) lives as long as the process: out of
     # the collector's way, so a full collection walks only what the bot makes while running
     # (a pause of ~200 ms otherwise, in the middle of someone's update).
@@ -188,6 +193,9 @@ async def _broadcasts(context: SafeContext) -> None:
 
 
 async def _post_stop(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
+    web_server: WebServer | None = app.bot_data.get(WEB_KEY)
+    if web_server is not None:
+        await web_server.stop()
     sender = app.bot_data.get(SENDER_KEY)
     if sender is not None:
         await sender.stop()
@@ -228,6 +236,8 @@ def build_application(settings: Settings, core: Core | None = None) -> SafeAppli
     app.bot_data[LIMITER_KEY] = RateLimiter(settings.messages_per_minute)
     app.bot_data[WORD_LIMITER_KEY] = RateLimiter(WORD_CHECKS_PER_MINUTE)
     app.bot_data[STRANGERS_KEY] = StrangerDoor()
+    # Modules with pages or an API add their routes to this before the application starts.
+    app.bot_data[WEB_KEY] = WebServer(settings.web_host, settings.web_port)
     common.register(app)
     safety.register(app)
     member.register(app)

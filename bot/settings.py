@@ -69,6 +69,10 @@ class Settings:
     checkin_window: Window = field(default_factory=lambda: parse_window("19:00-21:00"))
     checkin_grace: timedelta = timedelta(days=2)
     default_timezone: str = "Asia/Seoul"
+    # The bot's own web server (bot/web.py): the webhook, later the Mini App. Loopback by
+    # default; a container sets 0.0.0.0 behind its reverse proxy.
+    web_host: str = "127.0.0.1"
+    web_port: int = 8080
 
     @property
     def old_secrets_dir(self) -> Path:
@@ -205,4 +209,6 @@ def load_settings(
         checkin_window=_window(env, "SAFERELAY_CHECKIN_WINDOW", "19:00-21:00"),
         checkin_grace=_duration(env, "SAFERELAY_CHECKIN_GRACE", "2d"),
         default_timezone=_timezone(env, "SAFERELAY_DEFAULT_TIMEZONE", "Asia/Seoul"),
+        web_host=env.get("SAFERELAY_WEB_HOST", "").strip() or "127.0.0.1",
+        web_port=int(_number(env, "SAFERELAY_WEB_PORT", 8080, 0, 65535)),
     )

@@ -52,6 +52,7 @@ from sandbox.models import (
     bad_request,
     forbidden,
 )
+from sandbox.webhook import DEFAULT_RETRY_SECONDS, Delivery, WebhookSender, check_secret, check_url
 
 __all__ = ["DEFAULT_TOKEN", "LIMITED_METHODS", "FakeBotApi", "FakeUser", "FloodRefusal"]
 
@@ -779,6 +780,7 @@ class FakeBotApi:
         chat_burst: int = DEFAULT_CHAT_BURST,
         chat_per_second: float = DEFAULT_CHAT_PER_SECOND,
         clock: Callable[[], float] = time.monotonic,
+        webhook_retry_seconds: float = DEFAULT_RETRY_SECONDS,
     ) -> None:
         """``limits`` turns Telegram's flood limits on (see the module docstring):
         ``per_second`` counted calls in any sliding 1-second window overall, and per chat a
@@ -796,6 +798,10 @@ class FakeBotApi:
         self.calls: list[Call] = []
         self.requested_port = port
         self.webhook_url = ""
+        # Webhook delivery (sandbox/webhook.py): every POST made, in order.
+        self.webhook_deliveries: deque[Delivery] = deque(maxlen=10_000)
+        self.webhook_retry_seconds = webhook_retry_seconds
+        self._webhook: WebhookSender | None = None
         self.allowed_updates: list[str] | None = None
         self.closed = False
         self.logged_out = False
@@ -898,6 +904,7 @@ class FakeBotApi:
             return
         self._stopping = True
         self._notify()
+        await self._stop_webhook()
         await runner.cleanup()
         self._port = None
 
@@ -1060,7 +1067,7 @@ class FakeBotApi:
                 busy = sorted(f.method for f in self._flights if not f.waiting)
                 hint = (
                     ""
-                    if self._polled
+                    if self._polled or self.webhook_url
                     else "\nNobody has called getUpdates yet -- is the Application polling "
                     f"against this server (port {self._port})?"
                 )
@@ -1876,18 +1883,39 @@ class FakeBotApi:
 
     async def _set_webhook(self, p: _Params, flight: _InFlight) -> Any:
         url = p.text("url") or ""
-        if url and not url.lower().startswith("https://"):
-            raise bad_request("bad webhook: An HTTPS URL must be provided for webhook")
+        check_url(url)
+        secret = p.text("secret_token")
+        check_secret(secret)
+        max_connections = p.integer("max_connections") or 40
+        if not 1 <= max_connections <= 100:
+            raise bad_request("bad webhook: max_connections must be between 1 and 100")
+        allowed = p.obj("allowed_updates", what="allowed_updates")
+        if allowed is not None:
+            if not isinstance(allowed, list) or not all(isinstance(a, str) for a in allowed):
+                raise bad_request("can't parse allowed_updates JSON object")
+            self.allowed_updates = list(allowed)
         if p.flag("drop_pending_updates"):
             self._updates.clear()
+        await self._stop_webhook()
         self.webhook_url = url
+        if url:
+            self._webhook = WebhookSender(
+                self, url, secret, max_connections, self.webhook_retry_seconds
+            )
+            self._webhook.start()
         return True
 
     async def _delete_webhook(self, p: _Params, flight: _InFlight) -> Any:
         if p.flag("drop_pending_updates"):
             self._updates.clear()
+        await self._stop_webhook()
         self.webhook_url = ""
         return True
+
+    async def _stop_webhook(self) -> None:
+        sender, self._webhook = self._webhook, None
+        if sender is not None:
+            await sender.stop()
 
     async def _get_webhook_info(self, p: _Params, flight: _InFlight) -> Any:
         info: JSONDict = {
@@ -1895,6 +1923,8 @@ class FakeBotApi:
             "has_custom_certificate": False,
             "pending_update_count": self.pending_updates(),
         }
+        if self._webhook is not None:
+            info |= self._webhook.info()
         if self.allowed_updates is not None:
             info["allowed_updates"] = list(self.allowed_updates)
         return info

@@ -42,6 +42,7 @@ from handlers.context import (
 )
 from handlers.unit import unit_of_work
 from storage.db import make_engine, make_sessionmaker, migrate
+from webapp.routes import webapp_routes
 
 log = logging.getLogger(__name__)
 
@@ -238,6 +239,14 @@ def build_application(settings: Settings, core: Core | None = None) -> SafeAppli
     app.bot_data[STRANGERS_KEY] = StrangerDoor()
     # Modules with pages or an API add their routes to this before the application starts.
     app.bot_data[WEB_KEY] = WebServer(settings.web_host, settings.web_port)
+    if settings.webapp_url:
+        # The Mini App (webapp/): its pages and API on the same server, under the URL's path.
+        def wake_sender() -> None:
+            sender = app.bot_data.get(SENDER_KEY)
+            if sender is not None:
+                sender.wake()
+
+        app.bot_data[WEB_KEY].add_routes(webapp_routes(core, wake_sender))
     common.register(app)
     safety.register(app)
     member.register(app)

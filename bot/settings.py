@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dotenv import dotenv_values
@@ -73,6 +74,15 @@ class Settings:
     # default; a container sets 0.0.0.0 behind its reverse proxy.
     web_host: str = "127.0.0.1"
     web_port: int = 8080
+    # The Mini App (webapp/): where members' and staff's Telegram clients open its pages,
+    # ending in "/"; its path is where the bot's web server serves them. None: no Mini App,
+    # chat path only.
+    webapp_url: str | None = None
+
+    @property
+    def webapp_prefix(self) -> str:
+        """The path the Mini App is served under (from ``webapp_url``)."""
+        return urlsplit(self.webapp_url or "/").path
 
     @property
     def old_secrets_dir(self) -> Path:
@@ -211,4 +221,23 @@ def load_settings(
         default_timezone=_timezone(env, "SAFERELAY_DEFAULT_TIMEZONE", "Asia/Seoul"),
         web_host=env.get("SAFERELAY_WEB_HOST", "").strip() or "127.0.0.1",
         web_port=int(_number(env, "SAFERELAY_WEB_PORT", 8080, 0, 65535)),
+        webapp_url=_webapp_url(env),
     )
+
+
+def _webapp_url(env: Mapping[str, str]) -> str | None:
+    """``SAFERELAY_WEBAPP_URL``: HTTPS (Telegram opens only HTTPS Mini Apps), or plain HTTP on
+    the loopback for tests and the local demo; a path ending in "/"."""
+    raw = env.get("SAFERELAY_WEBAPP_URL", "").strip()
+    if not raw:
+        return None
+    parts = urlsplit(raw)
+    loopback = parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost")
+    if not (parts.scheme == "https" or loopback) or not parts.hostname:
+        raise SettingsError(
+            "SAFERELAY_WEBAPP_URL must be an https:// URL (http:// only on 127.0.0.1), "
+            "for example https://example.org/app/"
+        )
+    if not parts.path.endswith("/") or parts.query or parts.fragment:
+        raise SettingsError("SAFERELAY_WEBAPP_URL must end in '/' with no query, e.g. .../app/")
+    return raw

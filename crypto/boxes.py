@@ -177,11 +177,12 @@ class ServerBox:
 class TeamSealer:
     """Seals records to the team public key. Holds no secret: the bot can write, not read."""
 
-    __slots__ = ("_kid", "_sealed_box")
+    __slots__ = ("_kid", "_sealed_box", "public_key")
 
     def __init__(self, public_key: bytes) -> None:
         if not isinstance(public_key, bytes) or len(public_key) != nacl.public.PublicKey.SIZE:
             raise InvalidKey("the team public key must be 32 bytes")
+        self.public_key = public_key
         self._kid = key_id(public_key)
         self._sealed_box = nacl.public.SealedBox(nacl.public.PublicKey(public_key))
 

@@ -127,7 +127,15 @@ class ReplayGuard:
         now = self._now()
         for digest in [d for d, until in self._seen.items() if until < now]:
             del self._seen[digest]
-        digest = hashlib.sha256(caller.signature.encode() + b"|" + body).digest()
+        digest = self._digest(caller, body)
         if digest in self._seen:
             raise ReplayedSubmission("this submission was already accepted")
         self._seen[digest] = caller.auth_date + self._max_age + CLOCK_SKEW
+
+    def forget(self, caller: WebAppCaller, body: bytes) -> None:
+        """The submission was refused after all (nothing stored): it may be sent again."""
+        self._seen.pop(self._digest(caller, body), None)
+
+    @staticmethod
+    def _digest(caller: WebAppCaller, body: bytes) -> bytes:
+        return hashlib.sha256(caller.signature.encode() + b"|" + body).digest()

@@ -9,13 +9,22 @@ organisation can check the hash of what it serves (see the README, "End to end")
 from __future__ import annotations
 
 import hashlib
+import html
+import logging
+import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
 
+from bot.core import Core
+from bot.i18n import LANGUAGES, t
 from crypto.boxes import key_id
 from crypto.devices import fingerprint
+from webapp.api import WebappApi
+
+log = logging.getLogger(__name__)
 
 WEBAPP_DIR = Path(__file__).resolve().parent
 STATIC_DIR = WEBAPP_DIR / "static"
@@ -94,8 +103,22 @@ def vendor_assets() -> dict[str, Asset]:
     }
 
 
+_TEXT = re.compile(rb"\{\{t:([a-z0-9_]+)\}\}")
+# Pages written once per language (``member.ko.html``...): their words come from the bot's
+# catalogues, so the page speaks as the chat does.
+PAGES = ("member.html", "staff.html")
+
+
+def _translated(body: bytes, language: str) -> bytes:
+    def word(match: re.Match[bytes]) -> bytes:
+        return html.escape(t(language, match.group(1).decode("ascii"))).encode("utf-8")
+
+    return _TEXT.sub(word, body).replace(b"{{LANG}}", language.encode("ascii"))
+
+
 def static_assets(team_public_key: bytes) -> dict[str, Asset]:
-    """Every file under ``static/``, pages with the team key pinned in, plus libsodium."""
+    """Every file under ``static/``, pages with the team key pinned in (one per language),
+    plus libsodium."""
     pins = {
         b"{{TEAM_PUBLIC_KEY}}": team_public_key.hex().encode("ascii"),
         b"{{TEAM_KEY_ID}}": key_id(team_public_key).hex().encode("ascii"),
@@ -106,18 +129,21 @@ def static_assets(team_public_key: bytes) -> dict[str, Asset]:
         if not path.is_file() or path.suffix not in _TYPES:
             continue
         body = path.read_bytes()
+        name = path.relative_to(STATIC_DIR).as_posix()
         if path.suffix == ".html":
             for marker, value in pins.items():
                 body = body.replace(marker, value)
-        assets[path.relative_to(STATIC_DIR).as_posix()] = Asset(body, _TYPES[path.suffix])
+        if name in PAGES:
+            stem = name.removesuffix(".html")
+            for language in LANGUAGES:
+                assets[f"{stem}.{language}.html"] = Asset(_translated(body, language), "text/html")
+            continue
+        assets[name] = Asset(body, _TYPES[path.suffix])
     assets.update(vendor_assets())
     return assets
 
 
-def build_webapp(team_public_key: bytes) -> web.Application:
-    """The sub-application to mount on the bot's web server (``app.add_subapp(prefix, ...)``)."""
-    assets = static_assets(team_public_key)
-
+def _serve(assets: dict[str, Asset]) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def serve(request: web.Request) -> web.Response:
         asset = assets.get(request.match_info["path"])
         if asset is None:
@@ -126,7 +152,26 @@ def build_webapp(team_public_key: bytes) -> web.Application:
             body=asset.body, content_type=asset.content_type, headers=SECURITY_HEADERS
         )
 
+    return serve
+
+
+def webapp_routes(core: Core, wake: Callable[[], None] = lambda: None) -> list[web.RouteDef]:
+    """Pages, scripts and the API under ``SAFERELAY_WEBAPP_URL``'s path, for the bot's web
+    server (bot/web.py). Raises :class:`WebappNotBuilt` if ``npm ci`` was not run."""
+    prefix = core.settings.webapp_prefix
+    assets = static_assets(core.secrets.team_sealer.public_key)
+    log.info(
+        "Mini App pages: %s",
+        " ".join(f"{n}={a.sha256[:16]}" for n, a in assets.items() if n.endswith(".html")),
+    )
+    api = WebappApi(core, wake)
+    return [*api.routes(prefix), web.get(prefix + "{path:[A-Za-z0-9_./-]+}", _serve(assets))]
+
+
+def build_webapp(team_public_key: bytes) -> web.Application:
+    """The pages alone as a sub-application (the crypto interop tests mount it by itself)."""
+    assets = static_assets(team_public_key)
     app = web.Application(client_max_size=16 * 1024)
     app[ASSETS] = assets
-    app.router.add_get("/{path:.+}", serve)
+    app.router.add_get("/{path:.+}", _serve(assets))
     return app

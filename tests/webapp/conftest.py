@@ -8,15 +8,19 @@ fails if a page ever reaches for another address.
 
 from __future__ import annotations
 
+import json
 import shutil
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from tests.handlers.conftest import team  # noqa: F401 (the enrolled team, for these tests too)
 from webapp.routes import build_webapp
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -101,3 +105,46 @@ async def webapp_server(team_private_key: bytes) -> AsyncIterator[TestServer]:
         yield server
     finally:
         await server.close()
+
+
+class Phone:
+    """One person's phone: a browser context (its Telegram secure storage survives page
+    loads), opening Mini App pages as Telegram would, with ``initData`` signed for them."""
+
+    def __init__(self, browser: Browser, user_id: int, token: str, language: str = "en") -> None:
+        self._browser = browser
+        self.user_id = user_id
+        self._token = token
+        self._language = language
+        self.pages: list[OfflinePage] = []
+        self._context: Any = None
+
+    def init_data(self, *, age: float = 0.0, token: str | None = None) -> str:
+        from webapp.initdata import sign_init_data
+
+        user = {"id": self.user_id, "first_name": "X", "language_code": self._language}
+        fields = {
+            "auth_date": str(int(time.time() - age)),
+            "query_id": f"AA{self.user_id}",
+            "user": json.dumps(user, separators=(",", ":")),
+        }
+        return sign_init_data(fields, token or self._token)
+
+    async def open(self, url: str, *, init_data: str | None = None) -> OfflinePage:
+        if self._context is None:
+            self._context = await self._browser.new_context(service_workers="block")
+        page = await self._context.new_page()
+        offline = OfflinePage(page)
+        await page.route("**/*", offline.route)
+        await page.add_init_script(
+            f"window.__tgInitData = {json.dumps(init_data or self.init_data())};"
+        )
+        self.pages.append(offline)
+        await page.goto(url)
+        return offline
+
+    async def close(self) -> None:
+        if self._context is not None:
+            await self._context.close()
+        for offline in self.pages:
+            assert offline.refused == [], f"the page reached outside: {offline.refused}"

@@ -7,7 +7,14 @@
   const params = new URLSearchParams(initData);
   let user = null;
   try { user = JSON.parse(params.get("user") || "null"); } catch (e) { user = null; }
-  const storage = {};
+  // SecureStorage outlives a page load, as the phone's Keychain does: kept in the test
+  // origin's localStorage (the double's own, never the page's).
+  const PREFIX = "__tg_secure:";
+  const storage = {
+    get(k) { return window.localStorage.getItem(PREFIX + k); },
+    set(k, v) { window.localStorage.setItem(PREFIX + k, v); },
+    del(k) { window.localStorage.removeItem(PREFIX + k); },
+  };
   window.__tgSent = sent;
   window.__tgClosed = false;
   window.Telegram = {
@@ -24,10 +31,10 @@
         sent.push(data);
       },
       // Telegram's SecureStorage (Keychain / Keystore): getItem and setItem with callbacks.
-      SecureStorage: {
-        setItem(key, value, cb) { storage[key] = value; if (cb) cb(null, true); },
-        getItem(key, cb) { cb(null, Object.prototype.hasOwnProperty.call(storage, key) ? storage[key] : null); },
-        removeItem(key, cb) { delete storage[key]; if (cb) cb(null, true); },
+      SecureStorage: window.__tgNoSecureStorage ? undefined : {
+        setItem(key, value, cb) { storage.set(key, value); if (cb) cb(null, true); },
+        getItem(key, cb) { cb(null, storage.get(key)); },
+        removeItem(key, cb) { storage.del(key); if (cb) cb(null, true); },
       },
       themeParams: {},
     },

@@ -106,8 +106,11 @@ async def test_sealed_in_python_opens_in_the_browser(
             {publicKey: s.from_hex(kp.pk), privateKey: s.from_hex(kp.sk)});
           return new TextDecoder().decode(out);
         }""",
-        [envelope.hex(), {"table": PLACE.table, "column": PLACE.column, "rowId": PLACE.row_id},
-         device],
+        [
+            envelope.hex(),
+            {"table": PLACE.table, "column": PLACE.column, "rowId": PLACE.row_id},
+            device,
+        ],
     )
     assert opened == TEXT
     assert device["fp"] == fingerprint(device_public)

@@ -160,10 +160,9 @@ def webapp_routes(core: Core, wake: Callable[[], None] = lambda: None) -> list[w
     server (bot/web.py). Raises :class:`WebappNotBuilt` if ``npm ci`` was not run."""
     prefix = core.settings.webapp_prefix
     assets = static_assets(core.secrets.team_sealer.public_key)
-    log.info(
-        "Mini App pages: %s",
-        " ".join(f"{n}={a.sha256[:16]}" for n, a in assets.items() if n.endswith(".html")),
-    )
+    # What is served, by hash, so the organisation can check it against the repository.
+    for name, asset in sorted(assets.items()):
+        log.info("Mini App serves %s sha256=%s", name, asset.sha256)
     api = WebappApi(core, wake)
     return [*api.routes(prefix), web.get(prefix + "{path:[A-Za-z0-9_./-]+}", _serve(assets))]
 

@@ -79,4 +79,4 @@ document.getElementById("message-form").addEventListener("submit", guarded(async
   await send("message", new TextEncoder().encode(text), true);
 }));
 
-await ready().catch(() => show("status", word("failed")));
+await ready().catch(() => show("status", word("load-failed")));

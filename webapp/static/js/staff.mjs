@@ -95,4 +95,4 @@ async function main() {
   document.body.dataset.ready = "1";
 }
 
-await main().catch(() => show("status", word("failed")));
+await main().catch(() => show("status", word("load-failed")));

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 import logging
+import signal
 import time
 from typing import Any
 
@@ -24,6 +27,7 @@ from bot.schedules import ensure_schedules, sweep_interval, sweep_prompts
 from bot.scrubber import WalScrubber
 from bot.settings import Settings
 from bot.web import WEB_KEY, WebServer
+from bot.webhook import WebhookDoor, set_webhook
 from bot.welfare import sweep_watch, unreachable
 from crypto.keystore import SecretsDir
 from handlers import broadcasts, common, member, safety, schedule, staff
@@ -49,6 +53,11 @@ log = logging.getLogger(__name__)
 MENUS = "menus"  # a cleaner run that also brings command menus in line
 MENUS_DUE_KEY = "menus_due"
 MENU_CHECK_SECONDS = 3600.0  # the safety net: menus are looked at this often regardless
+WEBHOOK_KEY = "webhook"
+# Exactly the update types the handlers use (handlers/: messages, edits, button presses, and
+# my_chat_member for a member who blocks the bot). Telegram sends nothing else, so a type no
+# handler was written for never reaches the access check (polling and webhook alike).
+ALLOWED_UPDATES = ["message", "edited_message", "callback_query", "my_chat_member"]
 
 
 class SafeApplication(Application[Any, SafeContext, Any, Any, Any, Any]):
@@ -128,6 +137,12 @@ async def _post_init(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
     web_server: WebServer = app.bot_data[WEB_KEY]
     if web_server.has_routes:
         await web_server.start()
+    door: WebhookDoor | None = app.bot_data.get(WEBHOOK_KEY)
+    if door is not None:
+        await set_webhook(
+            app.bot, core.settings, core.secrets.pepper.webhook_secret(), ALLOWED_UPDATES
+        )
+        log.info("webhook set; updates arrive by POST")
     # Everything made so far (modules, metadata, caches) lives as long as the process: out of
     # the collector's way, so a full collection walks only what the bot makes while running
     # (a pause of ~200 ms otherwise, in the middle of someone's update).
@@ -214,9 +229,12 @@ def build_application(settings: Settings, core: Core | None = None) -> SafeAppli
     """The whole bot, ready for ``run_polling`` (or for tests: initialize/start)."""
     core = core or build_core(settings)
     pace = Pace()
+    builder = ApplicationBuilder()
+    if settings.webhook_url is not None:
+        # Webhook mode: no Updater; the web server's route feeds update_queue (bot/webhook.py).
+        builder = builder.updater(None)
     built = (
-        ApplicationBuilder()
-        .application_class(SafeApplication)
+        builder.application_class(SafeApplication)
         .token(settings.require_token())
         .base_url(settings.telegram_api_base_url)
         .base_file_url(settings.telegram_file_base_url)
@@ -238,7 +256,12 @@ def build_application(settings: Settings, core: Core | None = None) -> SafeAppli
     app.bot_data[WORD_LIMITER_KEY] = RateLimiter(WORD_CHECKS_PER_MINUTE)
     app.bot_data[STRANGERS_KEY] = StrangerDoor()
     # Modules with pages or an API add their routes to this before the application starts.
-    app.bot_data[WEB_KEY] = WebServer(settings.web_host, settings.web_port)
+    web_server = WebServer(settings.web_host, settings.web_port)
+    app.bot_data[WEB_KEY] = web_server
+    if settings.webhook_url is not None:
+        door = WebhookDoor(app, core.secrets.pepper.webhook_secret())
+        web_server.add_routes(door.routes(settings.webhook_path))
+        app.bot_data[WEBHOOK_KEY] = door
     if settings.webapp_url:
         # The Mini App (webapp/): its pages and API on the same server, under the URL's path.
         def wake_sender() -> None:
@@ -246,7 +269,7 @@ def build_application(settings: Settings, core: Core | None = None) -> SafeAppli
             if sender is not None:
                 sender.wake()
 
-        app.bot_data[WEB_KEY].add_routes(webapp_routes(core, wake_sender))
+        web_server.add_routes(webapp_routes(core, wake_sender))
     common.register(app)
     safety.register(app)
     member.register(app)
@@ -255,3 +278,36 @@ def build_application(settings: Settings, core: Core | None = None) -> SafeAppli
     broadcasts.register(app)
     common.register_fallbacks(app)
     return app
+
+
+async def run_webhook(app: SafeApplication, stop: asyncio.Event | None = None) -> None:
+    """What ``run_polling`` does, for webhook mode: start everything, serve until SIGINT or
+    SIGTERM (or ``stop``), then stop in order -- the web server first, so no update is
+    accepted (answered 200) after the queue has stopped being worked through."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signum, stop.set)
+    await app.initialize()
+    try:
+        assert app.post_init is not None
+        await app.post_init(app)
+        await app.start()
+        await stop.wait()
+    finally:
+        await stop_serving(app)
+        if app.running:
+            await app.stop()
+            assert app.post_stop is not None
+            await app.post_stop(app)
+        await app.shutdown()
+        assert app.post_shutdown is not None
+        await app.post_shutdown(app)
+
+
+async def stop_serving(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
+    """Stop taking requests (webhook updates, pages); what was accepted is still handled."""
+    web_server: WebServer | None = app.bot_data.get(WEB_KEY)
+    if web_server is not None:
+        await web_server.stop()

@@ -272,12 +272,14 @@ async def _wait_for_bot_api(settings: Settings) -> None:
 
 
 def cmd_run(settings: Settings, _args: argparse.Namespace) -> int:
-    """Run the bot with long polling until Ctrl-C."""
-    from telegram import Update
+    """Run the bot until Ctrl-C or SIGTERM: long polling, or a webhook when
+    SAFERELAY_WEBHOOK_URL is set."""
     from telegram.error import InvalidToken, NetworkError
 
-    from bot.app import build_application
+    from bot.app import ALLOWED_UPDATES, build_application, run_webhook
     from bot.logs import configure_logging
+    from bot.web import WebServerError
+    from bot.webhook import WebhookError
 
     settings.require_token()
     _require_initialised(settings)
@@ -285,18 +287,37 @@ def cmd_run(settings: Settings, _args: argparse.Namespace) -> int:
     asyncio.run(_wait_for_bot_api(settings))
     app = build_application(settings)
     try:
-        # bootstrap_retries=-1: a blip while polling starts is retried too, never fatal.
-        app.run_polling(allowed_updates=Update.ALL_TYPES, bootstrap_retries=-1)
+        if settings.webhook_url is not None:
+            asyncio.run(run_webhook(app))
+        else:
+            # bootstrap_retries=-1: a blip while polling starts is retried too, never fatal.
+            # Starting to poll also deletes a webhook left from webhook mode (keeping the
+            # updates Telegram holds), so switching back is just unsetting the URL.
+            app.run_polling(allowed_updates=ALLOWED_UPDATES, bootstrap_retries=-1)
     except InvalidToken:
         raise CliError(
             "Telegram refused TELEGRAM_BOT_TOKEN: check it with @BotFather (/mybots)."
         ) from None
+    except (WebhookError, WebServerError) as exc:
+        raise CliError(str(exc)) from None
     except NetworkError as exc:
         raise CliError(
             f"Could not reach the Bot API at {settings.telegram_api_base_url} "
             f"({type(exc).__name__}). Check the network or TELEGRAM_API_BASE_URL."
         ) from None
     return 0
+
+
+def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
+    """One line per check; exit 1 if any failed (for HEALTHCHECK and monitoring)."""
+    from bot.health import run_checks
+
+    checks = asyncio.run(
+        run_checks(settings, max_outbox_age=timedelta(minutes=args.max_outbox_age))
+    )
+    for check in checks:
+        print(check.line())
+    return 0 if all(check.ok for check in checks) else EXIT_BROKEN
 
 
 def _in_transaction(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
@@ -567,7 +588,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="valid for N hours (default 72 for a member, 24 for staff)",
     )
     invite.set_defaults(func=cmd_invite)
-    sub.add_parser("run", help="run the bot (long polling)").set_defaults(func=cmd_run)
+    sub.add_parser(
+        "run", help="run the bot (long polling, or a webhook with SAFERELAY_WEBHOOK_URL)"
+    ).set_defaults(func=cmd_run)
+    check = sub.add_parser(
+        "check",
+        help="is it healthy? database, migrations, secrets, Bot API, outbox (exit 1 if not)",
+    )
+    check.add_argument(
+        "--max-outbox-age",
+        type=float,
+        default=10.0,
+        metavar="MINUTES",
+        help="fail when a message has been due this long and is still not sent (default 10)",
+    )
+    check.set_defaults(func=cmd_check)
     report = sub.add_parser(
         "report", help="yearly wellbeing figures (needs the team key file and passphrase)"
     )

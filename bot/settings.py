@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 import re
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dotenv import dotenv_values
@@ -74,6 +74,9 @@ class Settings:
     # default; a container sets 0.0.0.0 behind its reverse proxy.
     web_host: str = "127.0.0.1"
     web_port: int = 8080
+    # Webhook mode when set (bot/webhook.py): Telegram POSTs updates to this public URL,
+    # which a reverse proxy forwards to web_host:web_port; unset means long polling.
+    webhook_url: str | None = None
     # The Mini App (webapp/): where members' and staff's Telegram clients open its pages,
     # ending in "/"; its path is where the bot's web server serves them. None: no Mini App,
     # chat path only.
@@ -82,7 +85,7 @@ class Settings:
     @property
     def webapp_prefix(self) -> str:
         """The path the Mini App is served under (from ``webapp_url``)."""
-        return urlsplit(self.webapp_url or "/").path
+        return urllib.parse.urlsplit(self.webapp_url or "/").path
 
     @property
     def old_secrets_dir(self) -> Path:
@@ -96,6 +99,14 @@ class Settings:
         if base.endswith("/bot"):
             return base[: -len("/bot")] + "/file/bot"
         return base.rstrip("/") + "/file/bot"
+
+    @property
+    def webhook_path(self) -> str:
+        """The path the webhook is served on: the public URL's own path, so a reverse proxy
+        passes requests through unchanged."""
+        if self.webhook_url is None:
+            raise SettingsError("SAFERELAY_WEBHOOK_URL is not set.")
+        return urllib.parse.urlsplit(self.webhook_url).path or "/"
 
     def require_token(self) -> str:
         """The bot token, or a :class:`SettingsError` saying exactly what to set."""
@@ -144,6 +155,47 @@ def _timezone(env: Mapping[str, str], name: str, default: str) -> str:
     return raw
 
 
+def _secret_value(env: Mapping[str, str], name: str, *, strip: bool = True) -> str:
+    """``name`` from the environment, or the contents of the file ``name_FILE`` names (a
+    Docker secret, a systemd credential), so a secret need not sit in ``ps e`` output or in
+    ``docker inspect``. One of the two, never both."""
+    direct = env.get(name, "")
+    path = env.get(f"{name}_FILE", "").strip()
+    if not path:
+        return direct.strip() if strip else direct
+    if direct.strip():
+        raise SettingsError(f"Set {name} or {name}_FILE, not both.")
+    try:
+        raw = Path(path).expanduser().read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SettingsError(
+            f"{name}_FILE names {path}, which cannot be read ({type(exc).__name__})."
+        ) from None
+    # Editors and `echo` leave a final newline; nothing else is taken off a passphrase.
+    return raw.strip() if strip else raw.rstrip("\r\n")
+
+
+_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def _webhook_url(env: Mapping[str, str]) -> str | None:
+    raw = env.get("SAFERELAY_WEBHOOK_URL", "").strip()
+    if not raw:
+        return None
+    parts = urllib.parse.urlsplit(raw)
+    loopback = parts.scheme == "http" and parts.hostname in _LOOPBACK
+    if not (parts.scheme == "https" or loopback) or not parts.hostname:
+        raise SettingsError(
+            "SAFERELAY_WEBHOOK_URL must be the public https:// address Telegram will post "
+            f"updates to (for example https://bot.example.org/telegram), not {raw!r}."
+        )
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise SettingsError(
+            "SAFERELAY_WEBHOOK_URL takes a plain address: no query, fragment or password."
+        )
+    return raw
+
+
 def _secrets_dir(env: Mapping[str, str]) -> Path:
     """``SAFERELAY_SECRETS_DIR``, else ``saferelay`` in the user's config dir (XDG), so a copy
     or backup of the data directory never carries the keys that open it."""
@@ -185,7 +237,7 @@ def load_settings(
             f"{TELEGRAM_API} (the token is appended to it)."
         )
 
-    token_raw = env.get("TELEGRAM_BOT_TOKEN", "").strip()
+    token_raw = _secret_value(env, "TELEGRAM_BOT_TOKEN")
     token: Secret | None = None
     if token_raw:
         if not _TOKEN_RE.match(token_raw):
@@ -195,7 +247,7 @@ def load_settings(
             )
         token = Secret(token_raw)
 
-    passphrase_raw = env.get("SAFERELAY_PASSPHRASE", "")
+    passphrase_raw = _secret_value(env, "SAFERELAY_PASSPHRASE", strip=False)
     return Settings(
         data_dir=data_dir,
         database_url=database_url,
@@ -221,6 +273,7 @@ def load_settings(
         default_timezone=_timezone(env, "SAFERELAY_DEFAULT_TIMEZONE", "Asia/Seoul"),
         web_host=env.get("SAFERELAY_WEB_HOST", "").strip() or "127.0.0.1",
         web_port=int(_number(env, "SAFERELAY_WEB_PORT", 8080, 0, 65535)),
+        webhook_url=_webhook_url(env),
         webapp_url=_webapp_url(env),
     )
 
@@ -231,7 +284,7 @@ def _webapp_url(env: Mapping[str, str]) -> str | None:
     raw = env.get("SAFERELAY_WEBAPP_URL", "").strip()
     if not raw:
         return None
-    parts = urlsplit(raw)
+    parts = urllib.parse.urlsplit(raw)
     loopback = parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost")
     if not (parts.scheme == "https" or loopback) or not parts.hostname:
         raise SettingsError(

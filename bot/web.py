@@ -56,6 +56,10 @@ async def _no_server_banner(_request: web.Request, response: web.StreamResponse)
     response.headers.pop("Server", None)
 
 
+class WebServerError(Exception):
+    """The web server could not listen (address in use, no permission); says which."""
+
+
 class WebServer:
     """The bot's aiohttp server on ``host:port`` (port 0: any free port, for tests)."""
 
@@ -94,8 +98,8 @@ class WebServer:
         return self._port
 
     async def start(self) -> None:
-        """Bind and serve. Raises OSError (address in use, permission) for the caller to
-        report: a bot that cannot take its webhook must not look as if it were running."""
+        """Bind and serve. Raises :class:`WebServerError` (address in use, permission): a bot
+        that cannot take its webhook must not look as if it were running."""
         if self._runner is not None:
             return
         runner = web.AppRunner(
@@ -108,6 +112,12 @@ class WebServer:
         site = web.TCPSite(runner, self.host, self.requested_port)
         try:
             await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise WebServerError(
+                f"Cannot listen on {self.host}:{self.requested_port} ({exc.strerror}): choose "
+                "another SAFERELAY_WEB_HOST / SAFERELAY_WEB_PORT, or stop what uses it."
+            ) from None
         except BaseException:
             await runner.cleanup()
             raise

@@ -18,6 +18,7 @@ _PERSON_USER = b"sr-tg-user-v1"
 _PERSON_INVITE = b"sr-invite-v1"
 _PERSON_NAME = b"sr-staff-name-v1"
 _PERSON_LABEL = b"sr-label-v1"
+_PERSON_WEBHOOK = b"sr-webhook-v1"
 
 
 class Pepper:
@@ -60,6 +61,12 @@ class Pepper:
         """What finds the members of a group label ("north", "Seoul") without the label in
         the clear: labels can name places. Case and spacing ignored."""
         return self._digest(normalise_word(label).encode("utf-8"), _PERSON_LABEL)
+
+    def webhook_secret(self) -> str:
+        """The ``secret_token`` Telegram sends with every webhook update: derived, so it is
+        the same after every restart and there is nothing more to configure or leak; 64
+        hex characters (Telegram allows 1-256 of ``A-Za-z0-9_-``)."""
+        return self._digest(b"telegram webhook", _PERSON_WEBHOOK).hex()
 
     def prehash(self, data: bytes, person: bytes) -> bytes:
         """A keyed digest of ``data`` under a caller's domain (``person``, at most 16

@@ -7,6 +7,7 @@ import asyncio
 import io
 import logging
 import os
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from typing import Any
 import nacl.pwhash
 import pytest
 
-from bot.app import SafeApplication, build_application, build_core
+from bot.app import ALLOWED_UPDATES, SafeApplication, build_application, build_core, stop_serving
 from bot.core import Core
 from bot.logs import configure_logging, forget_remembered
 from bot.people import create_invite
@@ -227,21 +228,24 @@ class RunningBot:
 
 
 async def start_bot(api: FakeBotApi, settings: Settings) -> SafeApplication:
-    """What run_polling does, step by step, without taking over the event loop."""
+    """What run_polling (or, with SAFERELAY_WEBHOOK_URL, run_webhook) does, step by step,
+    without taking over the event loop."""
     app = build_application(settings)
     await app.initialize()
     assert app.post_init is not None
     await app.post_init(app)
     await app.start()
-    assert app.updater is not None
-    await app.updater.start_polling(poll_interval=0.0, timeout=1)
+    if app.updater is not None:
+        await app.updater.start_polling(
+            poll_interval=0.0, timeout=1, allowed_updates=ALLOWED_UPDATES
+        )
     return app
 
 
 async def stop_bot(app: SafeApplication) -> None:
-    assert app.updater is not None
-    if app.updater.running:
+    if app.updater is not None and app.updater.running:
         await app.updater.stop()
+    await stop_serving(app)
     if app.running:
         await app.stop()
         assert app.post_stop is not None
@@ -249,6 +253,14 @@ async def stop_bot(app: SafeApplication) -> None:
     await app.shutdown()
     assert app.post_shutdown is not None
     await app.post_shutdown(app)
+
+
+def free_port() -> int:
+    """A port nobody listens on now, for a webhook URL that must name it before the bot
+    binds it (the same as an operator choosing one)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 @pytest.fixture

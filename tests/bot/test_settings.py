@@ -61,3 +61,57 @@ def test_environment_overrides_dotenv(tmp_path: Path, monkeypatch: pytest.Monkey
     settings = load_settings(dotenv_path=dotenv)
     assert settings.data_dir == Path("/from/env")
     assert settings.require_token() == TOKEN
+
+
+def test_secrets_can_come_from_files(tmp_path: Path) -> None:
+    # Given a Docker secret / systemd credential holding the token, with editors' newline
+    token_file = tmp_path / "telegram_bot_token"
+    token_file.write_text(TOKEN + "\n")
+    passphrase_file = tmp_path / "passphrase"
+    passphrase_file.write_text(" spaces kept inside and around \n")
+    # When the settings name the files instead of the values
+    settings = load_settings(
+        {
+            "TELEGRAM_BOT_TOKEN_FILE": str(token_file),
+            "SAFERELAY_PASSPHRASE_FILE": str(passphrase_file),
+        }
+    )
+    # Then the values are read from them (a passphrase keeps its spaces)
+    assert settings.require_token() == TOKEN
+    assert settings.passphrase is not None
+    assert settings.passphrase.get() == " spaces kept inside and around "
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        (
+            {"TELEGRAM_BOT_TOKEN": TOKEN, "TELEGRAM_BOT_TOKEN_FILE": "/x"},
+            "TELEGRAM_BOT_TOKEN or TELEGRAM_BOT_TOKEN_FILE, not both",
+        ),
+        ({"TELEGRAM_BOT_TOKEN_FILE": "/nonexistent/token"}, "cannot be read"),
+        ({"SAFERELAY_WEBHOOK_URL": "http://bot.example.org/hook"}, "https://"),
+        ({"SAFERELAY_WEBHOOK_URL": "bot.example.org"}, "SAFERELAY_WEBHOOK_URL"),
+        ({"SAFERELAY_WEBHOOK_URL": "https://bot.example.org/h?x=1"}, "no query"),
+        ({"SAFERELAY_WEB_PORT": "70000"}, "SAFERELAY_WEB_PORT"),
+    ],
+)
+def test_bad_secret_files_and_webhook_settings_say_what_to_fix(
+    env: dict[str, str], message: str
+) -> None:
+    with pytest.raises(SettingsError, match=message):
+        load_settings(env)
+
+
+def test_webhook_mode_serves_the_public_urls_path() -> None:
+    assert load_settings({}).webhook_url is None  # polling
+    settings = load_settings(
+        {
+            "SAFERELAY_WEBHOOK_URL": "https://bot.example.org/tg/updates",
+            "SAFERELAY_WEB_PORT": "8443",
+        }
+    )
+    assert settings.webhook_path == "/tg/updates" and settings.web_port == 8443
+    assert settings.web_host == "127.0.0.1"
+    # Plain http only for a loopback address (the local Bot API in tests and the demo).
+    assert load_settings({"SAFERELAY_WEBHOOK_URL": "http://127.0.0.1:9000/"}).webhook_path == "/"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -56,3 +57,10 @@ def test_pepper_length_is_checked_and_hidden() -> None:
     with pytest.raises(InvalidKey):
         Pepper(b"short")
     assert VECTORS["pepper"] not in repr(PEPPER)
+
+
+def test_webhook_secret_is_stable_per_pepper_and_telegram_shaped() -> None:
+    first, second = Pepper(bytes(32)), Pepper(bytes([1]) * 32)
+    assert first.webhook_secret() == Pepper(bytes(32)).webhook_secret()  # same after restart
+    assert first.webhook_secret() != second.webhook_secret()
+    assert re.fullmatch(r"[0-9a-f]{64}", first.webhook_secret())  # Telegram: [A-Za-z0-9_-]{1,256}

@@ -125,3 +125,17 @@ async def test_a_members_new_phone_replaces_the_old_key(core: Core) -> None:
         asked = (await session.scalars(select(OutboxItem))).all()
     assert [r.public_key for r in readers] == [new]
     assert asked == []  # nobody is asked about a member's phone
+
+
+async def test_erasing_a_member_deletes_their_phone_key(core: Core) -> None:
+    from bot.erasure import erase_member
+
+    [member] = bare_people(1)
+    async with core.sessions() as session, session.begin():
+        session.add(member)
+    async with core.sessions() as session, session.begin():
+        await register_device(session, core.secrets, actor_of(member, core.secrets), _public())
+    async with core.sessions() as session, session.begin():
+        assert await erase_member(session, core.secrets, member.id, actor_id=member.id)
+    async with core.sessions() as session:
+        assert (await session.scalars(select(DeviceKey))).all() == []

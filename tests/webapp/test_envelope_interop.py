@@ -160,6 +160,7 @@ async def test_served_pages_pin_the_team_key_and_a_strict_policy(
         async with session.get(webapp_server.make_url("/webapp/index.html")) as resp:
             body = await resp.text()
             csp = resp.headers["Content-Security-Policy"]
+            assert resp.headers["Content-Encoding"] == "gzip"  # asked for by the client
     assert team_public.hex() in body and fingerprint(team_public) in body
     assert "{{" not in body
     assert "default-src 'none'" in csp and "'unsafe-inline'" not in csp

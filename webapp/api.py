@@ -13,6 +13,7 @@ import base64
 import binascii
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -22,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.core import Core
 from bot.devices import Registered, register_device
+from bot.limits import RateLimiter, Verdict
 from bot.people import Actor, find_actor
 from bot.sealed import (
     Kind,
@@ -51,6 +53,7 @@ _STATUS = {
     Refusal.TAKEN: 409,
 }
 
+CALLS_PER_USE = 4
 # Calls that change something: each accepted body is remembered and a replay refused.
 CHANGES = frozenset({"submit", "reply", "read"})
 
@@ -107,6 +110,9 @@ class WebappApi:
         self._now = now
         self._wake = wake  # the outbox sender: an alert queued here goes out at once
         self._replays = ReplayGuard(now=now)
+        # Per person, like the chat's flood limit: a page makes a few calls per use (its key,
+        # what is waiting, the readers, the record), hence the factor.
+        self._limiter = RateLimiter(core.settings.messages_per_minute * CALLS_PER_USE)
 
     def routes(self, prefix: str) -> list[web.RouteDef]:
         calls: dict[str, Handler] = {
@@ -150,6 +156,8 @@ class WebappApi:
                     actor = await find_actor(session, core.secrets, caller.user_id)
                     if actor is None:
                         return _refuse(401, "unauthorised")
+                    if self._limiter.check(actor.person_id, time.monotonic()) is not Verdict.OK:
+                        return _refuse(429, "slow_down")
                     if changes:
                         # A replayed call is refused before it can do anything twice.
                         self._replays.accept(caller, seen)

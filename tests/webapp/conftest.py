@@ -112,7 +112,7 @@ class Phone:
     loads), opening Mini App pages as Telegram would, with ``initData`` signed for them."""
 
     def __init__(self, browser: Browser, user_id: int, token: str, language: str = "en") -> None:
-        self._browser = browser
+        self.browser = browser
         self.user_id = user_id
         self._token = token
         self._language = language
@@ -132,7 +132,7 @@ class Phone:
 
     async def open(self, url: str, *, init_data: str | None = None) -> OfflinePage:
         if self._context is None:
-            self._context = await self._browser.new_context(service_workers="block")
+            self._context = await self.browser.new_context(service_workers="block")
         page = await self._context.new_page()
         offline = OfflinePage(page)
         await page.route("**/*", offline.route)

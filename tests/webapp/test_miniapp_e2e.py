@@ -204,7 +204,6 @@ async def test_forged_stale_replayed_and_stranger_calls_are_refused(
     await page.page.click("#message-form button[type=submit]")
     await closed(page)
     [submit] = sent
-    url = base_url(bot) + "api/submit"
     member = phones["member"]
 
     async with aiohttp.ClientSession() as http:
@@ -230,7 +229,7 @@ async def test_forged_stale_replayed_and_stranger_calls_are_refused(
         no_hash = submit["auth"].split("&hash=")[0]
         assert await call(no_hash, submit["body"]) == 401
         # A stranger with valid initData learns nothing
-        stranger = Phone(page.page.context.browser, 999_999, bot.api.token)  # type: ignore[arg-type]
+        stranger = Phone(member.browser, 999_999, bot.api.token)
         assert await call("tma " + stranger.init_data(), "{}", "api/recipients") == 401
         # A member may not read the staff inbox, nor reply
         body = json.dumps({"public_key": "00" * 32})
@@ -247,4 +246,26 @@ async def test_forged_stale_replayed_and_stranger_calls_are_refused(
     async with bot.core.sessions() as session:
         notes = (await session.scalars(select(Note))).all()
     assert len(notes) == 1
-    del url
+
+
+@pytest.mark.bot_env(
+    SAFERELAY_WEBAPP_URL="http://127.0.0.1/app/",
+    SAFERELAY_WEB_PORT="0",
+    SAFERELAY_MESSAGES_PER_MINUTE="5",
+)
+async def test_a_flood_of_api_calls_is_slowed_per_person(
+    bot: RunningBot, team: Team, phones: dict[str, Phone]
+) -> None:
+    # Given a limit of five uses a minute (twenty calls), one member calling in a loop
+    member, other = (
+        phones["member"],
+        Phone(phones["member"].browser, team.other_member.user_id, bot.api.token),
+    )
+    statuses = []
+    async with aiohttp.ClientSession() as http:
+        for phone in (member,) * 22 + (other,):
+            headers = {"Authorization": "tma " + phone.init_data()}
+            async with http.post(base_url(bot) + "api/recipients", json={}, headers=headers) as r:
+                statuses.append(r.status)
+    # Then the calls past twenty are refused, and another member is not held up by it
+    assert statuses == [200] * 20 + [429, 429, 200]

@@ -22,16 +22,18 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.alerts import recipients_for
-from bot.chat import About
+from bot.chat import About, clear_delay
 from bot.delivery import WEBAPP_BUTTON, Outgoing, enqueue
 from bot.devices import Reader, approved_readers
 from bot.i18n import t
 from bot.people import Actor
+from bot.settings import Settings
 from bot.welfare import checked_in
 from crypto.boxes import (
     ALG_MULTI,
@@ -43,9 +45,22 @@ from crypto.boxes import (
 )
 from crypto.errors import RecordOpenError
 from crypto.keystore import ServerSecrets
-from storage.models import CheckIn, DeviceKey, DeviceStatus, Note, Person, Role, day, utcnow
+from storage.models import (
+    CheckIn,
+    DeviceKey,
+    DeviceStatus,
+    Note,
+    Person,
+    Role,
+    SealedReply,
+    day,
+    utcnow,
+)
 
 RECORD_ID = re.compile(r"^[A-Za-z0-9_-]{22}$")
+# An answer waits for the member's page at least this long, however short their chat's
+# clear timer: the chat's notice goes, but the page (from /menu) still shows what waits.
+REPLY_WAITS_AT_LEAST = timedelta(days=1)
 INBOX_LIMIT = 50
 
 
@@ -261,7 +276,7 @@ async def member_readers(session: AsyncSession, actor: Actor, member_id: str) ->
 async def accept_reply(
     session: AsyncSession,
     keys: ServerSecrets,
-    webapp_url: str,
+    settings: Settings,
     actor: Actor,
     member_id: str,
     record_id: str,
@@ -284,8 +299,12 @@ async def accept_reply(
     )
     member = await session.get(Person, member_id)
     assert member is not None
+    waits = max(clear_delay(member, settings), REPLY_WAITS_AT_LEAST)
+    session.add(
+        SealedReply(note_id=record_id, staff_id=actor.person_id, delete_at=utcnow() + waits)
+    )
     lang = member.language
-    button = (t(lang, "btn_open"), f"{WEBAPP_BUTTON}{webapp_url}member.{lang}.html")
+    button = (t(lang, "btn_open"), f"{WEBAPP_BUTTON}{settings.webapp_url}member.{lang}.html")
     enqueue(session, keys, member_id, Outgoing(t(lang, "private_reply"), [[button]]))
 
 
@@ -323,5 +342,27 @@ async def mark_read(session: AsyncSession, actor: Actor, record_id: str) -> bool
         or note.sealed[1:2] != bytes((ALG_MULTI,))
     ):
         return False
+    await session.execute(delete(SealedReply).where(SealedReply.note_id == record_id))
     await session.execute(delete(Note).where(Note.id == record_id))
     return True
+
+
+async def purge_unread_replies(session: AsyncSession, keys: ServerSecrets, now: datetime) -> int:
+    """Delete the answers whose member did not open them in time, and tell each writer (so
+    nothing accepted disappears without anyone knowing). Returns how many."""
+    due = (
+        await session.execute(
+            select(SealedReply, Note.member_id)
+            .join(Note, Note.id == SealedReply.note_id)
+            .where(SealedReply.delete_at <= now)
+        )
+    ).all()
+    for reply, member_id in due:
+        member = await session.get(Person, member_id)
+        writer = await session.get(Person, reply.staff_id) if reply.staff_id else None
+        if writer is not None and writer.revoked_at is None and member is not None:
+            text = t(writer.language, "webapp_staff_unread", pseudonym=member.pseudonym)
+            enqueue(session, keys, writer.id, Outgoing(text))
+        await session.execute(delete(SealedReply).where(SealedReply.note_id == reply.note_id))
+        await session.execute(delete(Note).where(Note.id == reply.note_id))
+    return len(due)

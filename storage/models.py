@@ -580,3 +580,20 @@ class DeviceKey(Base):
     approved_by: Mapped[str | None] = mapped_column(
         ForeignKey("people.id", ondelete="SET NULL"), nullable=True, index=True
     )
+
+
+class SealedReply(Base):
+    """A staff answer sealed on a device to a member's phone (a ``notes`` row), waiting to be
+    read in the member's Mini App. The note is deleted when the page has shown it, or at
+    ``delete_at`` (the member's clear timer, at least a day), and its writer is told."""
+
+    __tablename__ = "sealed_replies"
+
+    note_id: Mapped[str] = mapped_column(
+        ForeignKey("notes.id", ondelete="CASCADE"), primary_key=True
+    )
+    staff_id: Mapped[str | None] = mapped_column(
+        ForeignKey("people.id", ondelete="SET NULL"), nullable=True, index=True
+    )
+    # Full precision: a deadline the sweep must find (it says only when, never what).
+    delete_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)

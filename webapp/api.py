@@ -236,7 +236,7 @@ class WebappApi:
         await accept_reply(
             session,
             self._core.secrets,
-            self._url,
+            self._core.settings,
             actor,
             str(body.get("member_id", "")),
             str(body.get("record_id", "")),

@@ -1,10 +1,11 @@
-"""device keys: the Mini App's staff and member device public keys (issue 15)
+"""device keys and sealed replies: the Mini App's device public keys, and the deadlines of
+staff answers sealed to a member's phone (issue 15)
 
 Revision ID: 0009
 Revises: 0008
 Create Date: 2026-11-23 15:40:00.000000
 
-A new table, no data moves.
+New tables, no data moves.
 """
 
 from collections.abc import Sequence
@@ -52,8 +53,37 @@ def upgrade() -> None:
         op.f("ix_device_keys_person_id"), "device_keys", ["person_id", "status"], unique=False
     )
 
+    op.create_table(
+        "sealed_replies",
+        sa.Column("note_id", sa.String(length=22), nullable=False),
+        sa.Column("staff_id", sa.String(length=22), nullable=True),
+        sa.Column("delete_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["note_id"],
+            ["notes.id"],
+            name=op.f("fk_sealed_replies_note_id_notes"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["staff_id"],
+            ["people.id"],
+            name=op.f("fk_sealed_replies_staff_id_people"),
+            ondelete="SET NULL",
+        ),
+        sa.PrimaryKeyConstraint("note_id", name=op.f("pk_sealed_replies")),
+    )
+    op.create_index(
+        op.f("ix_sealed_replies_delete_at"), "sealed_replies", ["delete_at"], unique=False
+    )
+    op.create_index(
+        op.f("ix_sealed_replies_staff_id"), "sealed_replies", ["staff_id"], unique=False
+    )
+
 
 def downgrade() -> None:
+    op.drop_index(op.f("ix_sealed_replies_staff_id"), table_name="sealed_replies")
+    op.drop_index(op.f("ix_sealed_replies_delete_at"), table_name="sealed_replies")
+    op.drop_table("sealed_replies")
     op.drop_index(op.f("ix_device_keys_person_id"), table_name="device_keys")
     op.drop_index(op.f("ix_device_keys_approved_by"), table_name="device_keys")
     op.drop_table("device_keys")

@@ -26,6 +26,8 @@ Kind = Literal[
     "prompts sent",
     "welfare steps",
     "records purged",
+    # Posts to the webhook without Telegram's secret: someone probing the address.
+    "webhook posts refused",
 ]
 KINDS: tuple[Kind, ...] = get_args(Kind)
 REPORT_SECONDS = 24 * 3600

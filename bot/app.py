@@ -48,7 +48,6 @@ from handlers.context import (
 from handlers.unit import unit_of_work
 from storage.db import make_engine, make_sessionmaker, migrate
 from storage.models import utcnow
-from webapp.routes import webapp_routes
 
 log = logging.getLogger(__name__)
 
@@ -234,7 +233,8 @@ async def _post_shutdown(app: Application[Any, Any, Any, Any, Any, Any]) -> None
 
 
 def build_application(settings: Settings, core: Core | None = None) -> SafeApplication:
-    """The whole bot, ready for ``run_polling`` (or for tests: initialize/start)."""
+    """The whole bot, ready for ``run_polling`` or, with a webhook URL, :func:`run_webhook`
+    (or for tests: initialize/start)."""
     core = core or build_core(settings)
     pace = Pace()
     builder = ApplicationBuilder()
@@ -272,6 +272,10 @@ def build_application(settings: Settings, core: Core | None = None) -> SafeAppli
         app.bot_data[WEBHOOK_KEY] = door
     if settings.webapp_url:
         # The Mini App (webapp/): its pages and API on the same server, under the URL's path.
+        # Imported only then: an install without the Mini App (the Docker image, for now)
+        # runs without the package.
+        from webapp.routes import webapp_routes
+
         def wake_sender() -> None:
             sender = app.bot_data.get(SENDER_KEY)
             if sender is not None:
@@ -300,6 +304,8 @@ async def run_webhook(app: SafeApplication, stop: asyncio.Event | None = None) -
     await app.initialize()
     try:
         assert app.post_init is not None
+        # A refused webhook or a port in use ends here, after the sender has started:
+        # post_stop below stops it all the same.
         await app.post_init(app)
         await app.start()
         await stop.wait()
@@ -307,8 +313,8 @@ async def run_webhook(app: SafeApplication, stop: asyncio.Event | None = None) -
         await stop_serving(app)
         if app.running:
             await app.stop()
-            assert app.post_stop is not None
-            await app.post_stop(app)
+        assert app.post_stop is not None
+        await app.post_stop(app)
         await app.shutdown()
         assert app.post_shutdown is not None
         await app.post_shutdown(app)

@@ -14,7 +14,9 @@ What is checked, and why each can fail on its own:
 * outbox -- how much waits, how long the oldest due message has waited (the sender stuck,
   Telegram refusing us), how many failed for good;
 * Bot API -- Telegram answers with this token; in webhook mode, Telegram posts to the URL we
-  set and is not stuck on errors (a reverse proxy that lost its route, a certificate).
+  set and is not stuck on errors (a reverse proxy that lost its route, a certificate);
+* webhook -- in webhook mode only, the bot's own web server answers on this machine (a bot
+  process that hangs while its container or unit still looks alive).
 """
 
 from __future__ import annotations
@@ -119,7 +121,8 @@ async def check_outbox(engine: AsyncEngine, max_age: timedelta, now: datetime) -
     if oldest is not None and oldest.tzinfo is None:
         oldest = oldest.replace(tzinfo=UTC)
     age = (now - oldest).total_seconds() if oldest is not None else 0.0
-    detail = f"{waiting} waiting, oldest due {_ago(age)} ago, {int(failed or 0)} failed"
+    due = f"oldest due {_ago(age)} ago" if oldest is not None else "none due yet"
+    detail = f"{waiting} waiting, {due}, {int(failed or 0)} failed"
     return Check("outbox", age <= max_age.total_seconds(), detail)
 
 
@@ -142,6 +145,30 @@ async def check_bot_api(settings: Settings, now: datetime) -> Check:
             reason = (info.last_error_message or "unknown")[:80]
             return Check("Bot API", False, f"{detail}; delivery failing: {reason}")
     return Check("Bot API", True, detail)
+
+
+def _local_address(host: str) -> str:
+    """Where to reach our own server from this machine: a wildcard bind means loopback."""
+    if host in ("", "0.0.0.0"):  # noqa: S104 - a listening address compared, not bound
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
+
+
+async def check_webhook_server(settings: Settings) -> Check:
+    """GET on the webhook path: the bot's server answers 405 (POST only) when it is up."""
+    import aiohttp
+
+    url = f"http://{_local_address(settings.web_host)}:{settings.web_port}{settings.webhook_path}"
+    try:
+        async with aiohttp.ClientSession() as client, client.get(url) as response:
+            status = response.status
+    except aiohttp.ClientConnectionError:
+        return Check("webhook", False, f"nothing answers on port {settings.web_port}")
+    if status == 405:
+        return Check("webhook", True, f"the bot's web server answers on port {settings.web_port}")
+    return Check("webhook", False, f"port {settings.web_port} answers {status}, not the bot")
 
 
 async def run_checks(
@@ -170,4 +197,6 @@ async def run_checks(
             await engine.dispose()
     if settings.telegram_bot_token is not None:
         checks.append(await _guarded("Bot API", lambda: check_bot_api(settings, now)))
+    if settings.webhook_url is not None:
+        checks.append(await _guarded("webhook", lambda: check_webhook_server(settings)))
     return checks

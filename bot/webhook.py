@@ -29,6 +29,7 @@ from telegram import Bot, Update
 from telegram.error import BadRequest
 from telegram.ext import Application
 
+from bot import activity
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,7 @@ class WebhookDoor:
         given = request.headers.get(SECRET_HEADER, "").encode("utf-8", "surrogateescape")
         if not hmac.compare_digest(given, self._expected):
             self.refused += 1
+            activity.count("webhook posts refused")
             return web.Response(status=403)
         if request.content_length is not None and request.content_length > MAX_UPDATE_BYTES:
             return web.Response(status=413)
@@ -78,11 +80,16 @@ class WebhookDoor:
         if len(body) > MAX_UPDATE_BYTES:
             return web.Response(status=413)
         try:
-            update = Update.de_json(json.loads(body), self._application.bot)
+            data = json.loads(body)
+            if not isinstance(data, dict) or not isinstance(data.get("update_id"), int):
+                raise TypeError("not an update")
+            update = Update.de_json(data, self._application.bot)
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
-            # Telegram never sends this; say so by type only (the body may hold a message).
+            # Only Telegram has the secret, and it never sends this. Answered 200 all the
+            # same: Telegram would post it again and again, and with one connection nothing
+            # behind it would ever arrive. Logged by type only (it may hold a message).
             log.warning("webhook: an update that could not be read (%s)", type(exc).__name__)
-            return web.Response(status=400)
+            return web.Response(status=200)
         await self._application.update_queue.put(update)
         return web.Response(status=200)
 

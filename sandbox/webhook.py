@@ -99,7 +99,8 @@ class WebhookSender:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="fake-webhook")
 
     async def stop(self) -> None:
-        """Stop after the POST in progress (if any) is answered or times out."""
+        """Stop now. A POST in flight is abandoned and its update stays queued, so it may
+        arrive twice (Telegram, too, delivers at least once)."""
         self._stopping = True
         self._server._notify()
         task, self._task = self._task, None

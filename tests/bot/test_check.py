@@ -128,3 +128,23 @@ async def test_missing_pieces_each_fail_without_creating_anything(data_dir: Path
     assert by_name(lines) == {"secrets": "FAIL", "database": "FAIL", "Bot": "FAIL"}
     assert not (data_dir / "saferelay.db").exists()
     assert unreachable not in "\n".join(lines)
+
+
+async def test_webhook_mode_without_a_running_bot_fails_both_webhook_checks(
+    core: Core, api: FakeBotApi
+) -> None:
+    # Given settings for webhook mode, but no bot running (so no webhook set, nothing listens)
+    port = free_port()
+    code, lines = await check(
+        core.settings.data_dir,
+        api,
+        SAFERELAY_WEBHOOK_URL=f"http://127.0.0.1:{port}/telegram",
+        SAFERELAY_WEB_PORT=str(port),
+    )
+    # Then the two checks that concern it fail, and say why in plain words
+    assert code == 1
+    states = by_name(lines)
+    assert states["Bot"] == "FAIL" and states["webhook"] == "FAIL"
+    assert any("webhook is not set to our URL" in line for line in lines)
+    assert any(f"nothing answers on port {port}" in line for line in lines)
+    assert states["database"] == states["migrations"] == states["secrets"] == "ok"

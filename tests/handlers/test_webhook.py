@@ -8,6 +8,7 @@ import contextlib
 import io
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -217,6 +218,7 @@ async def test_saferelay_run_with_a_webhook_is_healthy_and_stops_on_sigterm(
         out, _ = await asyncio.wait_for(checked.communicate(), timeout=60)
         assert checked.returncode == 0, out.decode()
         assert "webhook set" in out.decode()
+        assert re.search(r"^ok +webhook +the bot's web server answers", out.decode(), re.M)
     finally:
         # And SIGTERM (systemctl stop, docker stop) ends it cleanly
         process.send_signal(signal.SIGTERM)
@@ -237,3 +239,49 @@ def _shell_invite(env: dict[str, str]) -> str:
         check=True,
     )
     return made.stdout.strip().splitlines()[-1]
+
+
+async def test_saferelay_run_says_so_when_the_webhook_port_is_taken(
+    api: FakeBotApi, data_dir: Path
+) -> None:
+    # Given the port the webhook should listen on is already in use (here, by the Bot API)
+    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "HOME")}
+    env = {
+        **keep,
+        "SAFERELAY_DATA_DIR": str(data_dir),
+        "SAFERELAY_SECRETS_DIR": str(secrets_of(data_dir)),
+        "TELEGRAM_BOT_TOKEN": api.token,
+        "TELEGRAM_API_BASE_URL": api.base_url,
+        "SAFERELAY_WEBHOOK_URL": f"http://127.0.0.1:{api.port}{PATH}",
+        "SAFERELAY_WEB_PORT": str(api.port),
+    }
+    # When the bot starts, Then it stops at once with one line saying what to change
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "run", env=env, cwd=data_dir.parent,
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    _, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
+    log = stderr.decode()
+    assert process.returncode == 2, log
+    assert f"saferelay: Cannot listen on 127.0.0.1:{api.port}" in log
+    assert "SAFERELAY_WEB_PORT" in log and "Traceback" not in log
+    assert not api.calls_to("setWebhook")
+
+
+async def test_an_unreadable_update_from_telegram_does_not_block_the_ones_behind_it(
+    hooked: RunningBot,
+) -> None:
+    # Given Telegram (with the secret) posts something that is not an update
+    secret = hooked.core.secrets.pepper.webhook_secret()
+    async with aiohttp.ClientSession() as client:
+        for body in (b"[1, 2]", b"not json", b'{"update_id": "x"}'):
+            async with client.post(
+                _url(hooked), data=body, headers={SECRET_HEADER: secret}
+            ) as response:
+                # Then it is taken off Telegram's queue (a retry could never succeed) ...
+                assert response.status == 200
+    # ... said once by type in the log, and the next member's update is handled as usual
+    assert "webhook: an update that could not be read" in hooked.log.getvalue()
+    member = hooked.api.user(810005, "Member", language_code="en")
+    await hooked.enrol(member, Role.MEMBER, "en")
+    await _checkin(member)

@@ -25,6 +25,7 @@ from bot.pace import Pace
 from bot.retention import purge_old_records
 from bot.schedules import ensure_schedules, sweep_interval, sweep_prompts
 from bot.scrubber import WalScrubber
+from bot.sealed import purge_unread_replies
 from bot.settings import Settings
 from bot.web import WEB_KEY, WebServer
 from bot.webhook import WebhookDoor, set_webhook
@@ -46,6 +47,7 @@ from handlers.context import (
 )
 from handlers.unit import unit_of_work
 from storage.db import make_engine, make_sessionmaker, migrate
+from storage.models import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +156,12 @@ async def _clean(context: SafeContext) -> None:
     erased members go once their chat is clear; failures wait for the next run. Menus are
     looked at when a wake-up asks (something changed), after a failure, and hourly."""
     await delete_due(context.core, context.bot)
+    # Mini App answers not opened in time leave the server (their writers are told).
+    core = context.core
+    async with core.sessions() as session, session.begin():
+        unread = await purge_unread_replies(session, core.secrets, utcnow())
+    if unread:
+        context.bot_data[SENDER_KEY].wake()
     now = time.monotonic()
     asked = context.job is not None and context.job.data == MENUS
     menus = asked or now >= context.bot_data.get(MENUS_DUE_KEY, 0.0)
@@ -262,6 +270,18 @@ def build_application(settings: Settings, core: Core | None = None) -> SafeAppli
         door = WebhookDoor(app, core.secrets.pepper.webhook_secret())
         web_server.add_routes(door.routes(settings.webhook_path))
         app.bot_data[WEBHOOK_KEY] = door
+    if settings.webapp_url:
+        # The Mini App (webapp/): its pages and API on the same server, under the URL's path.
+        # Imported only then: an install without the Mini App (the Docker image, for now)
+        # runs without the package.
+        from webapp.routes import webapp_routes
+
+        def wake_sender() -> None:
+            sender = app.bot_data.get(SENDER_KEY)
+            if sender is not None:
+                sender.wake()
+
+        web_server.add_routes(webapp_routes(core, wake_sender))
     common.register(app)
     safety.register(app)
     member.register(app)

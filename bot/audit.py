@@ -50,6 +50,8 @@ class AuditAction(enum.StrEnum):
     TAG = "tag"  # object: the member (the label itself can name a place: not kept)
     UNTAG = "untag"  # object: the member
     REPORT = "report"  # a `saferelay report` run; no object
+    DEVICE_APPROVE = "device_approve"  # object: the device key approved (Mini App)
+    DEVICE_REJECT = "device_reject"  # object: the device key refused
 
 
 def _link_of(

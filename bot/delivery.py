@@ -34,7 +34,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, WebAppInfo
 from telegram.error import BadRequest, Forbidden, InvalidToken, RetryAfter, TelegramError
 from telegram.ext import ExtBot
 
@@ -117,11 +117,20 @@ class Outgoing:
         if not self.buttons:
             return None
         return InlineKeyboardMarkup(
-            [
-                [InlineKeyboardButton(label, callback_data=data) for label, data in row]
-                for row in self.buttons
-            ]
+            [[inline_button(label, data) for label, data in row] for row in self.buttons]
         )
+
+
+# A button's data starting with this opens the Mini App page at the URL that follows (a
+# ``web_app`` button) instead of coming back as a callback.
+WEBAPP_BUTTON = "webapp:"
+
+
+def inline_button(label: str, data: str) -> InlineKeyboardButton:
+    """A callback button, or a Mini App button for data ``webapp:<url>``."""
+    if data.startswith(WEBAPP_BUTTON):
+        return InlineKeyboardButton(label, web_app=WebAppInfo(data[len(WEBAPP_BUTTON) :]))
+    return InlineKeyboardButton(label, callback_data=data)
 
 
 def payload_place(item_id: str) -> RecordPlace:

@@ -30,6 +30,7 @@ from storage.models import (
     Case,
     ChatMessage,
     CheckIn,
+    DeviceKey,
     Label,
     Note,
     OutboxItem,
@@ -69,6 +70,8 @@ async def erase_member(
         (CheckIn, CheckIn.person_id),
         (Case, Case.member_id),
         (Note, Note.member_id),
+        # Their phone's Mini App key: public, but it would tie a seized phone to this row.
+        (DeviceKey, DeviceKey.person_id),
     ):
         await session.execute(delete(model).where(column == member_id))
     await session.execute(

@@ -77,6 +77,15 @@ class Settings:
     # Webhook mode when set (bot/webhook.py): Telegram POSTs updates to this public URL,
     # which a reverse proxy forwards to web_host:web_port; unset means long polling.
     webhook_url: str | None = None
+    # The Mini App (webapp/): where members' and staff's Telegram clients open its pages,
+    # ending in "/"; its path is where the bot's web server serves them. None: no Mini App,
+    # chat path only.
+    webapp_url: str | None = None
+
+    @property
+    def webapp_prefix(self) -> str:
+        """The path the Mini App is served under (from ``webapp_url``)."""
+        return urllib.parse.urlsplit(self.webapp_url or "/").path
 
     @property
     def old_secrets_dir(self) -> Path:
@@ -265,4 +274,23 @@ def load_settings(
         web_host=env.get("SAFERELAY_WEB_HOST", "").strip() or "127.0.0.1",
         web_port=int(_number(env, "SAFERELAY_WEB_PORT", 8080, 0, 65535)),
         webhook_url=_webhook_url(env),
+        webapp_url=_webapp_url(env),
     )
+
+
+def _webapp_url(env: Mapping[str, str]) -> str | None:
+    """``SAFERELAY_WEBAPP_URL``: HTTPS (Telegram opens only HTTPS Mini Apps), or plain HTTP on
+    the loopback for tests and the local demo; a path ending in "/"."""
+    raw = env.get("SAFERELAY_WEBAPP_URL", "").strip()
+    if not raw:
+        return None
+    parts = urllib.parse.urlsplit(raw)
+    loopback = parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost")
+    if not (parts.scheme == "https" or loopback) or not parts.hostname:
+        raise SettingsError(
+            "SAFERELAY_WEBAPP_URL must be an https:// URL (http:// only on 127.0.0.1), "
+            "for example https://example.org/app/"
+        )
+    if not parts.path.endswith("/") or parts.query or parts.fragment:
+        raise SettingsError("SAFERELAY_WEBAPP_URL must end in '/' with no query, e.g. .../app/")
+    return raw

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.audit import AuditAction, record
 from bot.chat import clear_all_now
+from bot.devices import revoke_devices_of
 from bot.people import Actor, expire_invites_of
 from storage import outbox
 from storage.models import (
@@ -40,12 +41,12 @@ class RevokeOutcome(enum.Enum):
 async def revoke(session: AsyncSession, actor: Actor, target: Person) -> RevokeOutcome:
     """Remove someone at once: from now on they are a stranger and receive nothing.
 
-    Everything they made or hold is cut: every invite they made is deleted (with its link
-    message), nothing more is queued for them, and everything still in their chat is due
-    for deletion now -- the chat upkeep clears it and their command menu even though they
-    are revoked. A caseworker's members lose their caseworker (their alerts go to everyone);
-    the cases they had claimed, and their members' unclaimed ones, are re-alerted to
-    everyone at the next sweep.
+    Everything they made or hold is cut: their Mini App device keys are revoked, every
+    invite they made is deleted (with its link message), nothing more is queued for them,
+    and everything still in their chat is due for deletion now -- the chat upkeep clears it
+    and their command menu even though they are revoked. A caseworker's members lose their
+    caseworker (their alerts go to everyone); the cases they had claimed, and their
+    members' unclaimed ones, are re-alerted to everyone at the next sweep.
     """
     if not actor.is_admin:
         return RevokeOutcome.REFUSED
@@ -56,6 +57,8 @@ async def revoke(session: AsyncSession, actor: Actor, target: Person) -> RevokeO
     await outbox.drop_for_recipient(session, target.id)
     await expire_invites_of(session, target.id)
     await clear_all_now(session, target.id)
+    # Their Mini App keys receive nothing more, from this transaction on.
+    await revoke_devices_of(session, target.id)
     # No more prompts or notices; their window, zone and group labels are not kept.
     for model, column in ((Schedule, Schedule.person_id), (Label, Label.person_id)):
         await session.execute(delete(model).where(column == target.id))

@@ -15,6 +15,15 @@ duress case and a normal one, a 9- and a 10-digit chat id all look the same. Ver
 - ``ALG_TEAM``: body = sealed content key(80) | nonce(24) | XChaCha20-Poly1305 ciphertext.
   A fresh content key per record, sealed (X25519 sealed box) to the team public key. The
   running bot can write these but cannot read them.
+- ``ALG_MULTI``: body = count(1) | count x (recipient key id(8) | sealed content key(80)) |
+  nonce(24) | XChaCha20-Poly1305 ciphertext. Made on a device (the Mini App, with libsodium's
+  JavaScript build) or here: one fresh content key, sealed once per recipient (the team key
+  first, then each approved device key of the reader), each wrap tagged with its recipient's
+  key id so a reader tries only its own. The header's key id is the team key's. The wraps are
+  inside the associated data, so a recipient cannot be added, dropped or swapped without the
+  record failing to open. The plaintext is padded to :data:`MULTI_PAD_BLOCK` (2 KiB): a
+  Mini App record is written by a person, so every one of them has the same length, whatever
+  was chosen or typed (the page refuses a text that does not fit, before sealing).
 
 The associated data is the header plus the record's place (table, column, row id), so an
 envelope copied to another row, another column or another table fails to open. PyNaCl's
@@ -42,6 +51,11 @@ READABLE_VERSIONS = (1, 2)
 PAD_BLOCK = 256
 ALG_SERVER = 1
 ALG_TEAM = 2
+ALG_MULTI = 3
+MULTI_PAD_BLOCK = 2048
+# One team key and a caseworker's devices (or a member's); a bound that keeps a record under
+# Telegram's 4,096-byte sendData limit once base64-encoded: 10 + 1 + 8*88 + 24 + 2048 + 16.
+MAX_RECIPIENTS = 8
 
 SERVER_KEY_SIZE = nacl.secret.Aead.KEY_SIZE  # 32
 CONTENT_KEY_SIZE = nacl.secret.Aead.KEY_SIZE  # 32
@@ -49,6 +63,7 @@ NONCE_SIZE = nacl.secret.Aead.NONCE_SIZE  # 24
 KEY_ID_SIZE = 8
 # crypto_box_seal adds an ephemeral public key (32) and a MAC (16).
 SEALED_KEY_SIZE = CONTENT_KEY_SIZE + nacl.public.PublicKey.SIZE + nacl.secret.Aead.MACBYTES
+WRAP_SIZE = KEY_ID_SIZE + SEALED_KEY_SIZE
 HEADER_SIZE = 2 + KEY_ID_SIZE
 
 
@@ -81,27 +96,34 @@ def _header(algorithm: int, kid: bytes) -> bytes:
     return bytes((VERSION, algorithm)) + kid
 
 
-def pad(plaintext: bytes) -> bytes:
-    """``plaintext`` padded to the next multiple of :data:`PAD_BLOCK` (always adds a byte)."""
-    return bytes(nacl.bindings.sodium_pad(plaintext, PAD_BLOCK))
+def pad(plaintext: bytes, block: int = PAD_BLOCK) -> bytes:
+    """``plaintext`` padded to the next multiple of ``block`` (always adds a byte)."""
+    return bytes(nacl.bindings.sodium_pad(plaintext, block))
 
 
-def _unpad(version: int, padded: bytes) -> bytes:
+def _unpad(version: int, padded: bytes, block: int = PAD_BLOCK) -> bytes:
     if version == 1:
         return padded
     try:
-        return bytes(nacl.bindings.sodium_unpad(padded, PAD_BLOCK))
+        return bytes(nacl.bindings.sodium_unpad(padded, block))
     except (nacl.exceptions.CryptoError, ValueError) as exc:
         raise RecordOpenError("the record's padding is damaged") from exc
 
 
-def _split_header(envelope: bytes, algorithm: int) -> tuple[bytes, bytes, bytes]:
+def envelope_algorithm(envelope: bytes) -> int:
+    """The algorithm byte of an envelope (which opener it needs)."""
+    if not isinstance(envelope, bytes) or len(envelope) < HEADER_SIZE:
+        raise RecordOpenError("not an envelope")
+    return envelope[1]
+
+
+def _split_header(envelope: bytes, *algorithms: int) -> tuple[bytes, bytes, bytes]:
     if not isinstance(envelope, bytes) or len(envelope) < HEADER_SIZE:
         raise RecordOpenError("not an envelope")
     version, alg = envelope[0], envelope[1]
     if version not in READABLE_VERSIONS:
         raise RecordOpenError(f"unknown envelope version {version}")
-    if alg != algorithm:
+    if alg not in algorithms:
         raise RecordOpenError(f"unexpected envelope algorithm {alg}")
     return envelope[:HEADER_SIZE], envelope[2:HEADER_SIZE], envelope[HEADER_SIZE:]
 
@@ -155,11 +177,12 @@ class ServerBox:
 class TeamSealer:
     """Seals records to the team public key. Holds no secret: the bot can write, not read."""
 
-    __slots__ = ("_kid", "_sealed_box")
+    __slots__ = ("_kid", "_sealed_box", "public_key")
 
     def __init__(self, public_key: bytes) -> None:
         if not isinstance(public_key, bytes) or len(public_key) != nacl.public.PublicKey.SIZE:
             raise InvalidKey("the team public key must be 32 bytes")
+        self.public_key = public_key
         self._kid = key_id(public_key)
         self._sealed_box = nacl.public.SealedBox(nacl.public.PublicKey(public_key))
 
@@ -193,7 +216,10 @@ class TeamOpener:
         return f"TeamOpener(<{len(self._keys)} hidden key(s)>)"
 
     def open(self, envelope: bytes, place: RecordPlace) -> bytes:
-        """Open an envelope made by :meth:`TeamSealer.seal` for the same ``place``."""
+        """Open an envelope made by :meth:`TeamSealer.seal` or :func:`seal_multi` (on a
+        device or here) for the same ``place``: reports read both alike."""
+        if envelope_algorithm(envelope) == ALG_MULTI:
+            return _open_multi(self._keys, envelope, place)
         header, kid, body = _split_header(envelope, ALG_TEAM)
         if len(body) < SEALED_KEY_SIZE + NONCE_SIZE + nacl.secret.Aead.MACBYTES:
             raise RecordOpenError("envelope too short")
@@ -210,3 +236,122 @@ class TeamOpener:
                 break
             return _unpad(envelope[0], padded)
         raise RecordOpenError("the record does not open here (wrong key, place or tampered)")
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    """A reader of a multi-recipient record: a public key and its key id."""
+
+    public_key: bytes
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.public_key, bytes) or len(self.public_key) != PUBLIC_KEY_SIZE:
+            raise InvalidKey(f"a recipient's public key must be {PUBLIC_KEY_SIZE} bytes")
+
+    @property
+    def kid(self) -> bytes:
+        return key_id(self.public_key)
+
+
+PUBLIC_KEY_SIZE = nacl.public.PublicKey.SIZE
+
+
+def multi_envelope_size(recipients: int, plaintext_size: int) -> int:
+    """The exact length of an ``ALG_MULTI`` envelope (what a page must keep under limits)."""
+    padded = (plaintext_size // MULTI_PAD_BLOCK + 1) * MULTI_PAD_BLOCK
+    wraps = 1 + recipients * WRAP_SIZE
+    return HEADER_SIZE + wraps + NONCE_SIZE + padded + nacl.secret.Aead.MACBYTES
+
+
+def seal_multi(
+    plaintext: bytes, place: RecordPlace, team: Recipient, readers: Sequence[Recipient] = ()
+) -> bytes:
+    """Seal ``plaintext`` for ``place`` to the team key and each of ``readers``.
+
+    The same format as the Mini App writes on a phone: the bot uses it for what it seals to a
+    member's or caseworker's devices itself, and the tests use it to check the browser opens
+    what Python sealed.
+    """
+    everyone = [team, *readers]
+    if len(everyone) > MAX_RECIPIENTS:
+        raise ValueError(f"at most {MAX_RECIPIENTS} recipients")
+    content_key = nacl.utils.random(CONTENT_KEY_SIZE)
+    wraps = b"".join(
+        r.kid + _wrap_key(r.public_key, content_key)
+        for r in everyone
+    )
+    header = _header(ALG_MULTI, team.kid)
+    recipients_block = bytes((len(everyone),)) + wraps
+    aad = header + recipients_block + place.associated_data()
+    nonce = nacl.utils.random(NONCE_SIZE)
+    body = nacl.secret.Aead(content_key).encrypt(pad(plaintext, MULTI_PAD_BLOCK), aad, nonce)
+    return header + recipients_block + bytes(body)
+
+
+def _wrap_key(public_key: bytes, content_key: bytes) -> bytes:
+    return bytes(nacl.public.SealedBox(nacl.public.PublicKey(public_key)).encrypt(content_key))
+
+
+def multi_recipient_ids(envelope: bytes) -> list[bytes]:
+    """The key ids an ``ALG_MULTI`` envelope was sealed to, team key first (no key needed)."""
+    _header_bytes, _kid, body = _split_header(envelope, ALG_MULTI)
+    count, wraps, _rest = _split_wraps(body)
+    return [wraps[i * WRAP_SIZE : i * WRAP_SIZE + KEY_ID_SIZE] for i in range(count)]
+
+
+def _split_wraps(body: bytes) -> tuple[int, bytes, bytes]:
+    if not body:
+        raise RecordOpenError("envelope too short")
+    count = body[0]
+    if not 1 <= count <= MAX_RECIPIENTS:
+        raise RecordOpenError("bad recipient count")
+    end = 1 + count * WRAP_SIZE
+    if len(body) < end + NONCE_SIZE + nacl.secret.Aead.MACBYTES:
+        raise RecordOpenError("envelope too short")
+    return count, body[1:end], body[end:]
+
+
+def _open_multi(
+    keys: Sequence[tuple[bytes, nacl.public.SealedBox[nacl.public.PrivateKey]]],
+    envelope: bytes,
+    place: RecordPlace,
+) -> bytes:
+    header, _kid, body = _split_header(envelope, ALG_MULTI)
+    count, wraps, rest = _split_wraps(body)
+    aad = header + body[: 1 + count * WRAP_SIZE] + place.associated_data()
+    for own_kid, box in keys:
+        for i in range(count):
+            wrap = wraps[i * WRAP_SIZE : (i + 1) * WRAP_SIZE]
+            if wrap[:KEY_ID_SIZE] != own_kid:
+                continue
+            try:
+                content_key = box.decrypt(wrap[KEY_ID_SIZE:])
+            except nacl.exceptions.CryptoError:
+                continue
+            try:
+                padded = nacl.secret.Aead(content_key).decrypt(rest, aad)
+            except nacl.exceptions.CryptoError as exc:
+                raise RecordOpenError(
+                    "the record does not open here (wrong place or tampered)"
+                ) from exc
+            return _unpad(envelope[0], padded, MULTI_PAD_BLOCK)
+    raise RecordOpenError("the record was not sealed to this key")
+
+
+class DeviceOpener:
+    """Opens multi-recipient records with one device's private key (tests, and the staff
+    page's logic mirrored in Python)."""
+
+    __slots__ = ("_keys",)
+
+    def __init__(self, private_key: bytes) -> None:
+        if not isinstance(private_key, bytes) or len(private_key) != nacl.public.PrivateKey.SIZE:
+            raise InvalidKey("a device private key must be 32 bytes")
+        private = nacl.public.PrivateKey(private_key)
+        self._keys = [(key_id(bytes(private.public_key)), nacl.public.SealedBox(private))]
+
+    def __repr__(self) -> str:
+        return "DeviceOpener(<hidden key>)"
+
+    def open(self, envelope: bytes, place: RecordPlace) -> bytes:
+        return _open_multi(self._keys, envelope, place)

@@ -83,7 +83,8 @@ async def choose_language(update: Update, context: SafeContext) -> None:
             t(language, k, pseudonym=actor.pseudonym)
             for k in ("welcome_name", "welcome_kept", "welcome_clears", "welcome_help")
         ]
-        await send(update, context, "\n".join(lines), member_menu(language))
+        webapp_url = context.core.settings.webapp_url
+        await send(update, context, "\n".join(lines), member_menu(language, webapp_url))
     else:
         role = t(language, f"role_{actor.role.value}")
         await say(update, context, "staff_enrolled", role=role, pseudonym=actor.pseudonym)
@@ -104,7 +105,10 @@ async def show_menu(update: Update, context: SafeContext) -> None:
     """Show the sender's buttons (members) or commands (staff)."""
     actor = context.require_actor()
     if actor.is_member:
-        await say(update, context, "menu_title", member_menu(actor.language))
+        webapp_url = context.core.settings.webapp_url
+        # With the Mini App on, the menu says plainly which path is end to end.
+        title = "menu_title_private" if webapp_url else "menu_title"
+        await say(update, context, title, member_menu(actor.language, webapp_url))
     else:
         await staff.staff_help(update, context)
 

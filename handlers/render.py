@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from telegram import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
+from telegram import CallbackQuery, InlineKeyboardMarkup, Message, Update
 from telegram.error import BadRequest
 
 from bot.chat import remember
+from bot.delivery import WEBAPP_BUTTON, inline_button
 from bot.i18n import LANGUAGE_NAMES, LANGUAGES, language_from_telegram, t
 from handlers.context import SafeContext
 from handlers.unit import current_unit
@@ -19,17 +20,39 @@ log = logging.getLogger(__name__)
 def keyboard(rows: Sequence[Sequence[tuple[str, str]]]) -> InlineKeyboardMarkup:
     """Inline keyboard from rows of (label, callback data)."""
     return InlineKeyboardMarkup(
-        [[InlineKeyboardButton(label, callback_data=data) for label, data in row] for row in rows]
+        [[inline_button(label, data) for label, data in row] for row in rows]
     )
+
+
+def member_page(webapp_url: str, language: str) -> str:
+    """The member's Mini App page in their language (webapp/routes.py serves one per language)."""
+    return f"{webapp_url}member.{language}.html"
+
+
+def staff_page(webapp_url: str, language: str) -> str:
+    return f"{webapp_url}staff.{language}.html"
 
 
 def language_keyboard() -> InlineKeyboardMarkup:
     return keyboard([[(LANGUAGE_NAMES[code], f"lang:{code}") for code in LANGUAGES]])
 
 
-def member_menu(language: str) -> InlineKeyboardMarkup:
+def member_menu(language: str, webapp_url: str | None = None) -> InlineKeyboardMarkup:
+    private = (
+        [
+            [
+                (
+                    t(language, "menu_write_privately"),
+                    f"{WEBAPP_BUTTON}{member_page(webapp_url, language)}",
+                )
+            ]
+        ]
+        if webapp_url
+        else []
+    )
     return keyboard(
         [
+            *private,
             [(t(language, "menu_checkin"), "menu:checkin")],
             [(t(language, "menu_ask"), "menu:ask")],
             [(t(language, "menu_notices"), "menu:notices")],

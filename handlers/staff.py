@@ -15,6 +15,7 @@ from telegram.ext import Application, CallbackQueryHandler, CommandHandler
 from bot import cases as case_service
 from bot.cases import Outcome
 from bot.chat import remember
+from bot.devices import Decision, decide_device
 from bot.i18n import t
 from bot.people import (
     NameProblem,
@@ -446,6 +447,27 @@ async def confirm_revoke(update: Update, context: SafeContext) -> None:
     await edit_pressed(query, t(actor.language, "revoke_done", name=name))
 
 
+async def decide_device_pressed(update: Update, context: SafeContext) -> None:
+    """Approve or reject a Mini App device key, checked again in the database."""
+    query, actor = update.callback_query, context.require_actor()
+    if query is None or query.data is None:
+        return
+    if not actor.is_admin:
+        await query.answer(t(actor.language, "not_allowed"), show_alert=True)
+        return
+    _, verdict, device_id = query.data.split(":", 2)
+    session = context.session()
+    decision, shown = await decide_device(session, actor, device_id, approve=verdict == "ok")
+    await context.commit()
+    await query.answer()
+    if decision is Decision.APPROVED:
+        await edit_pressed(query, t(actor.language, "device_approved", fingerprint=shown))
+    elif decision is Decision.REJECTED:
+        await edit_pressed(query, t(actor.language, "device_rejected", fingerprint=shown))
+    else:
+        await edit_pressed(query, t(actor.language, "device_gone"))
+
+
 async def cancel_pending(context: SafeContext) -> bool:
     """Drop a pending reply or name prompt; True if there was one."""
     user_data = context.user_data
@@ -471,3 +493,6 @@ def register(app: Application) -> None:  # type: ignore[type-arg]
         CallbackQueryHandler(case_action, pattern=r"^case:(claim|resolve):[A-Za-z0-9_-]{1,40}$")
     )
     app.add_handler(CallbackQueryHandler(start_reply, pattern=r"^rp$"))
+    app.add_handler(
+        CallbackQueryHandler(decide_device_pressed, pattern=r"^dev:(ok|no):[A-Za-z0-9_-]{1,40}$")
+    )

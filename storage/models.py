@@ -546,3 +546,54 @@ class AuditEntry(Base):
     object_id: Mapped[str | None] = mapped_column(String(ID_LENGTH), nullable=True)
     prev_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
     hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+
+
+class DeviceStatus(enum.StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    REVOKED = "revoked"
+
+
+class DeviceKey(Base):
+    """A Mini App device's public key (its private half never leaves the phone).
+
+    A staff device's key receives nothing until an admin approves it after comparing its
+    fingerprint on both phones (bot/devices.py): a server that slipped its own key in would
+    have to get it past that comparison. A member's device key is approved when it is
+    registered (a member cannot be asked to compare fingerprints) and replaces the ones
+    before it; revoking a person revokes their keys. Public keys are not secret, and name
+    no Telegram account.
+    """
+
+    __tablename__ = "device_keys"
+    __table_args__ = (
+        CheckConstraint("status IN ('pending', 'approved', 'revoked')", name="status"),
+        Index(None, "person_id", "status"),
+    )
+
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True, default=new_id)
+    person_id: Mapped[str] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"))
+    public_key: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    status: Mapped[str] = mapped_column(String(16), default=DeviceStatus.PENDING.value)
+    # Day precision, like every other date kept in the clear.
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=lambda: day(utcnow()))
+    approved_by: Mapped[str | None] = mapped_column(
+        ForeignKey("people.id", ondelete="SET NULL"), nullable=True, index=True
+    )
+
+
+class SealedReply(Base):
+    """A staff answer sealed on a device to a member's phone (a ``notes`` row), waiting to be
+    read in the member's Mini App. The note is deleted when the page has shown it, or at
+    ``delete_at`` (the member's clear timer, at least a day), and its writer is told."""
+
+    __tablename__ = "sealed_replies"
+
+    note_id: Mapped[str] = mapped_column(
+        ForeignKey("notes.id", ondelete="CASCADE"), primary_key=True
+    )
+    staff_id: Mapped[str | None] = mapped_column(
+        ForeignKey("people.id", ondelete="SET NULL"), nullable=True, index=True
+    )
+    # Full precision: a deadline the sweep must find (it says only when, never what).
+    delete_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)

@@ -1,0 +1,111 @@
+// What both pages share: libsodium, this device's key in Telegram's secure storage, the
+// pinned team key, and calls to the bot's API signed with Telegram's initData.
+import sodium from "../vendor/libsodium-wrappers.mjs";
+import { envelopes } from "./envelope.mjs";
+
+export const KEY_ITEM = "saferelay-device-key-v1";
+export class NoSecureStorage extends Error {}
+export class ApiError extends Error {
+  constructor(status, reason) {
+    super(reason);
+    this.status = status;
+  }
+}
+
+export async function start() {
+  await sodium.ready;
+  const tg = window.Telegram && window.Telegram.WebApp;
+  if (!tg || !tg.initData) throw new ApiError(401, "not opened from Telegram");
+  tg.ready();
+  const body = document.body.dataset;
+  // Pinned into the page when the server started, never fetched: a server that wanted to
+  // hand one person another team key would have to change the page for everyone.
+  const team = {
+    publicKey: sodium.from_hex(body.teamKey),
+    keyId: sodium.from_hex(body.teamKeyId),
+  };
+  return { sodium, tg, team, box: envelopes(sodium) };
+}
+
+function secureStorage(tg) {
+  // Telegram's SecureStorage keeps items in the phone's Keychain / Keystore. Without it a
+  // private key would sit in plain browser storage: the page refuses rather than do that.
+  const store = tg.SecureStorage;
+  if (!store || typeof store.getItem !== "function") throw new NoSecureStorage();
+  return store;
+}
+
+export async function deviceKey({ sodium, tg }) {
+  const store = secureStorage(tg);
+  const stored = await new Promise((resolve, reject) =>
+    store.getItem(KEY_ITEM, (err, value) => (err ? reject(new NoSecureStorage(err)) : resolve(value))));
+  let privateKey;
+  if (stored) {
+    privateKey = sodium.from_hex(stored);
+  } else {
+    privateKey = sodium.crypto_box_keypair().privateKey;
+    await new Promise((resolve, reject) =>
+      store.setItem(KEY_ITEM, sodium.to_hex(privateKey), (err, ok) =>
+        (err || !ok ? reject(new NoSecureStorage(err)) : resolve())));
+  }
+  return { privateKey, publicKey: sodium.crypto_scalarmult_base(privateKey) };
+}
+
+export async function api(tg, name, body) {
+  const response = await fetch(`api/${name}`, {
+    method: "POST",
+    headers: { "Authorization": `tma ${tg.initData}`, "Content-Type": "application/json" },
+    body: JSON.stringify(body),
+    credentials: "omit",
+    cache: "no-store",
+  });
+  const answer = await response.json().catch(() => ({}));
+  if (!response.ok) throw new ApiError(response.status, answer.error || "failed");
+  return answer;
+}
+
+export function newRecordId(sodium) {
+  // 128 random bits, the server's own row id format (22 URL-safe characters).
+  return sodium.to_base64(sodium.randombytes_buf(16), sodium.base64_variants.URLSAFE_NO_PADDING);
+}
+
+export function recipients(sodium, team, readers) {
+  return [team, ...readers.map((r) => ({ publicKey: sodium.from_hex(r.pk), keyId: sodium.from_hex(r.kid) }))];
+}
+
+export function toBase64(sodium, bytes) {
+  return sodium.to_base64(bytes, sodium.base64_variants.ORIGINAL);
+}
+
+export function fromBase64(sodium, text) {
+  return sodium.from_base64(text, sodium.base64_variants.ORIGINAL);
+}
+
+export function show(id, text) {
+  const el = document.getElementById(id);
+  el.textContent = text;
+  el.hidden = false;
+}
+
+export function word(name) {
+  // The page's words are written into it per language by the server, in <template>s.
+  return document.getElementById(`t-${name}`).content.textContent.trim();
+}
+
+// A check-in in the bot's own format (bot/checkins.py, "C2"): fixed width for the choices.
+export function checkinBytes(health, threat, note) {
+  const text = new TextEncoder().encode(note || "");
+  const out = new Uint8Array(5 + text.length);
+  out.set([0x43, 0x32, health, threat ? 1 : 0, note ? 1 : 0]);
+  out.set(text, 5);
+  return out;
+}
+
+export function readCheckin(bytes) {
+  if (bytes[0] !== 0x43 || bytes[1] !== 0x32) return null;
+  return {
+    health: bytes[2],
+    threat: bytes[3] === 1,
+    note: bytes[4] ? new TextDecoder().decode(bytes.subarray(5)) : null,
+  };
+}

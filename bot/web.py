@@ -25,7 +25,7 @@ only, by whoever handles them.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 
 from aiohttp import web
 
@@ -37,23 +37,24 @@ MAX_BODY_BYTES = 1024 * 1024
 SHUTDOWN_SECONDS = 5.0
 
 
-@web.middleware
-async def _plain_headers(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    """Every answer: no caching by proxies, no MIME sniffing, not framed by another site,
-    no referrer sent onwards, and no server banner."""
-    response = await handler(request)
+async def _plain_headers(_request: web.Request, response: web.StreamResponse) -> None:
+    """Every answer, errors included (a 404 raised by the router never reaches a
+    middleware's return path): no caching by proxies, no MIME sniffing, not framed by another
+    site, no referrer sent onwards, and no server banner.
+
+    Framing: nothing may frame an answer, except a response that names who may frame it
+    with its own CSP ``frame-ancestors`` (the Mini App's pages: Telegram's web client shows a
+    Mini App in an iframe). Such a response gets no ``X-Frame-Options``: ``DENY`` beside it
+    would contradict it (browsers that know CSP then ignore XFO, older ones and some proxies
+    do not), and XFO cannot name an allowed origin at all.
+    """
     headers = response.headers
     headers.setdefault("Cache-Control", "no-store")
     headers.setdefault("X-Content-Type-Options", "nosniff")
     headers.setdefault("Referrer-Policy", "no-referrer")
-    headers.setdefault("X-Frame-Options", "DENY")
-    return response
-
-
-async def _no_server_banner(_request: web.Request, response: web.StreamResponse) -> None:
-    response.headers.pop("Server", None)
+    if "frame-ancestors" not in headers.get("Content-Security-Policy", ""):
+        headers.setdefault("X-Frame-Options", "DENY")
+    headers.pop("Server", None)
 
 
 class WebServerError(Exception):
@@ -66,8 +67,8 @@ class WebServer:
     def __init__(self, host: str, port: int, *, max_body_bytes: int = MAX_BODY_BYTES) -> None:
         self.host = host
         self.requested_port = port
-        self.app = web.Application(client_max_size=max_body_bytes, middlewares=[_plain_headers])
-        self.app.on_response_prepare.append(_no_server_banner)
+        self.app = web.Application(client_max_size=max_body_bytes)
+        self.app.on_response_prepare.append(_plain_headers)
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
         self._routes = 0

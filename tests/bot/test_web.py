@@ -55,3 +55,30 @@ async def test_routes_cannot_be_added_once_serving() -> None:
             server.add_routes([web.get("/late", _hello)])
     finally:
         await server.stop()
+
+
+async def _framable(_request: web.Request) -> web.Response:
+    policy = "default-src 'none'; frame-ancestors https://web.telegram.org"
+    return web.Response(text="page", headers={"Content-Security-Policy": policy})
+
+
+async def test_nothing_is_framable_except_what_names_its_framers() -> None:
+    # Given a plain route and one that says, in its CSP, who may frame it
+    server = WebServer("127.0.0.1", 0)
+    server.add_routes([web.get("/plain", _hello), web.get("/page", _framable)])
+    await server.start()
+    base = f"http://127.0.0.1:{server.port}"
+    try:
+        async with aiohttp.ClientSession() as client:
+            # Then the plain one (and an unknown path) may be framed by nobody
+            for path in ("/plain", "/elsewhere"):
+                async with client.get(base + path) as response:
+                    assert response.headers["X-Frame-Options"] == "DENY"
+            # And the other keeps its own rule, with no X-Frame-Options contradicting it
+            async with client.get(f"{base}/page") as response:
+                assert "X-Frame-Options" not in response.headers
+                assert "frame-ancestors https://web.telegram.org" in (
+                    response.headers["Content-Security-Policy"]
+                )
+    finally:
+        await server.stop()

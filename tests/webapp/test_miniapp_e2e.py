@@ -269,3 +269,23 @@ async def test_a_flood_of_api_calls_is_slowed_per_person(
                 statuses.append(r.status)
     # Then the calls past twenty are refused, and another member is not held up by it
     assert statuses == [200] * 20 + [429, 429, 200]
+
+
+async def test_pages_may_be_framed_by_telegram_only_and_the_api_by_nobody(
+    bot: RunningBot,
+) -> None:
+    # Telegram's web client (web.telegram.org) shows a Mini App in an iframe: the pages say
+    # so in their CSP, and nothing else on the web server may be framed at all.
+    async with aiohttp.ClientSession() as http:
+        for page in ("member.ko.html", "staff.zh.html", "js/member.mjs"):
+            async with http.get(base_url(bot) + page) as response:
+                assert response.status == 200
+                assert "X-Frame-Options" not in response.headers
+                directives = response.headers["Content-Security-Policy"].split("; ")
+                assert "frame-ancestors https://web.telegram.org https://*.telegram.org" in (
+                    directives
+                )
+        async with http.post(base_url(bot) + "api/recipients", json={}) as response:
+            assert response.status == 401
+            assert response.headers["X-Frame-Options"] == "DENY"
+            assert "frame-ancestors" not in response.headers.get("Content-Security-Policy", "")

@@ -12,6 +12,7 @@ from bot.delivery import (
     PRIORITY_ESCALATION,
     PRIORITY_NORMAL,
     PRIORITY_URGENT,
+    WEBAPP_BUTTON,
     Outgoing,
     enqueue,
 )
@@ -107,15 +108,22 @@ def alert_case(
     escalation: int = 0,
     minutes_open: int = 0,
     urgent: bool | None = None,
+    open_url: str | None = None,
 ) -> None:
     """Queue the alert for each recipient. A re-alert (``escalation``) goes after first
-    alerts and replaces any re-alert of the same request still waiting for that reader."""
+    alerts and replaces any re-alert of the same request still waiting for that reader.
+    ``open_url``: the request was sealed on the member's phone, and each reader gets an
+    Open button to their own page (the Mini App), where their phone opens it."""
     urgent = request.urgent if urgent is None else urgent
     if escalation:
         priority, collapse = PRIORITY_ESCALATION, f"esc:{case_id}"
     else:
         priority, collapse = (PRIORITY_URGENT if urgent else PRIORITY_NORMAL), None
     for staff in recipients:
+        buttons = case_buttons(staff.language, case_id)
+        if open_url is not None:
+            url = f"{WEBAPP_BUTTON}{open_url}staff.{staff.language}.html"
+            buttons.insert(0, [(t(staff.language, "btn_open"), url)])
         body = case_alert_text(
             staff.language,
             member.pseudonym,
@@ -129,7 +137,7 @@ def alert_case(
             staff.id,
             Outgoing(
                 body,
-                case_buttons(staff.language, case_id),
+                buttons,
                 link=About(member.id, case_id, "alert"),
                 priority=priority,
             ),

@@ -26,7 +26,7 @@ from bot.core import Core
 from bot.delivery import Outgoing, enqueue
 from bot.i18n import t
 from bot.people import Actor, active_person, active_staff, shown_name_of
-from crypto.boxes import RecordPlace
+from crypto.boxes import ALG_MULTI, RecordPlace
 from crypto.keystore import ServerSecrets
 from storage import outbox
 from storage.models import (
@@ -44,10 +44,14 @@ from storage.models import (
 CATEGORIES = ("danger", "medical", "money", "housing", "talk", "other")  # a member's choice
 # Raised by the welfare watch, never by a member (bot/welfare.py): silence, and a 403.
 WELFARE_CATEGORIES = ("silent", "unreachable")
+# What the bot holds of a request sealed on the member's phone when they kept a field locked
+# (webapp/, bot/sealed.py): never a member's choice, never in the sealed record itself.
+SEALED = "sealed"
 # Encoded by position: new categories go at the end, so stored records keep their meaning.
-ALL_CATEGORIES = CATEGORIES + WELFARE_CATEGORIES
+ALL_CATEGORIES = CATEGORIES + WELFARE_CATEGORIES + (SEALED,)
 UNRESOLVED = (CaseStatus.OPEN.value, CaseStatus.CLAIMED.value)
 URGENCIES = ("now", "today", "week")
+ALL_URGENCIES = (*URGENCIES, SEALED)
 TEXT_LIMIT = 2000
 MAX_OPEN_URGENT = 2
 REQUEST_TAG = b"H2"  # payload format 2: fixed width
@@ -65,7 +69,7 @@ class HelpRequest:
     duress: bool = False  # raised by the member's duress word, not by the buttons
 
     def __post_init__(self) -> None:
-        if self.category not in ALL_CATEGORIES or self.urgency not in URGENCIES:
+        if self.category not in ALL_CATEGORIES or self.urgency not in ALL_URGENCIES:
             raise InvalidRequest("unknown category or urgency")
         if self.text is not None and not 0 < len(self.text) <= TEXT_LIMIT:
             raise InvalidRequest("text too long")
@@ -91,7 +95,7 @@ class HelpRequest:
         text = (self.text or "").encode("utf-8") if with_text else b""
         flags = (
             ALL_CATEGORIES.index(self.category),
-            URGENCIES.index(self.urgency),
+            ALL_URGENCIES.index(self.urgency),
             int(self.duress),
             int(with_text and self.text is not None),
         )
@@ -110,10 +114,10 @@ class HelpRequest:
         if not data.startswith(REQUEST_TAG) or len(data) < len(REQUEST_TAG) + 4:
             raise InvalidRequest("unknown help request payload")
         category, urgency, duress, has_text = data[2:6]
-        if category >= len(ALL_CATEGORIES) or urgency >= len(URGENCIES):
+        if category >= len(ALL_CATEGORIES) or urgency >= len(ALL_URGENCIES):
             raise InvalidRequest("unknown category or urgency")
         text = data[6:].decode("utf-8") if has_text else None
-        return cls(ALL_CATEGORIES[category], URGENCIES[urgency], text, bool(duress))
+        return cls(ALL_CATEGORIES[category], ALL_URGENCIES[urgency], text, bool(duress))
 
 
 def sealed_place(case_id: str) -> RecordPlace:
@@ -131,10 +135,29 @@ def read_brief(keys: ServerSecrets, case: Case) -> HelpRequest | None:
     return HelpRequest.from_bytes(keys.server_box.open(case.brief, brief_place(case.id)))
 
 
+@dataclass(frozen=True, slots=True)
+class PhoneSealed:
+    """A request sealed on the member's phone (the Mini App): its row id, chosen by the page
+    so the ciphertext could be bound to it, and the envelope as it came. The bot cannot read
+    it; what it acts on is the :class:`HelpRequest` of what the member chose to show."""
+
+    case_id: str
+    envelope: bytes
+
+
 async def open_case(
-    session: AsyncSession, core: Core, member_id: str, request: HelpRequest
+    session: AsyncSession,
+    core: Core,
+    member_id: str,
+    request: HelpRequest,
+    *,
+    phone_sealed: PhoneSealed | None = None,
 ) -> str | None:
-    """Store a member's request and alert staff. None if the member is no longer active."""
+    """Store a member's request and alert staff. None if the member is no longer active.
+
+    With ``phone_sealed``, the stored record is the member's own envelope, and ``request``
+    holds only what they chose to show (``SEALED`` for the rest, never any text): it is what
+    the alerts, the escalation and /cases use, exactly as for a chat request."""
     # A safety word is always urgent; the cap is for requests made with the buttons.
     urgent = request.urgent and (
         request.duress or await _urgent_open(session, member_id) < MAX_OPEN_URGENT
@@ -146,7 +169,12 @@ async def open_case(
         return None
     member, recipients = found
     keys, now = core.secrets, utcnow()
-    case_id = new_id()
+    case_id = new_id() if phone_sealed is None else phone_sealed.case_id
+    sealed = (
+        keys.team_sealer.seal(request.to_bytes(), sealed_place(case_id))
+        if phone_sealed is None
+        else phone_sealed.envelope
+    )
     session.add(
         Case(
             id=case_id,
@@ -156,13 +184,29 @@ async def open_case(
             escalate_at=(
                 now + timedelta(minutes=core.settings.escalate_minutes) if urgent else None
             ),
-            sealed=keys.team_sealer.seal(request.to_bytes(), sealed_place(case_id)),
+            sealed=sealed,
             # Until someone claims it the bot may have to alert others, text included.
             brief=keys.server_box.seal(request.to_bytes(), brief_place(case_id)),
         )
     )
-    alert_case(session, keys, recipients, member, case_id, request, urgent=urgent)
+    alert_case(
+        session,
+        keys,
+        recipients,
+        member,
+        case_id,
+        request,
+        urgent=urgent,
+        open_url=_open_url(core, sealed),
+    )
     return case_id
+
+
+def _open_url(core: Core, sealed: bytes) -> str | None:
+    """Where staff read a request sealed on a phone (their own page), None for the others."""
+    if sealed[1:2] != bytes((ALG_MULTI,)) or not core.settings.webapp_url:
+        return None
+    return core.settings.webapp_url
 
 
 async def _urgent_open(session: AsyncSession, member_id: str) -> int:
@@ -359,6 +403,7 @@ async def escalate_due(session: AsyncSession, core: Core, now: datetime | None =
             brief,
             escalation=case.escalations,
             minutes_open=minutes,
+            open_url=_open_url(core, case.sealed),
         )
     return len(due)
 

@@ -6,7 +6,20 @@ The server never sees the plaintext of a Mini App record. What it does see, and 
   shows the same, and the welfare watch and reports count check-ins without opening them;
 - whether the member asked for their caseworker to be told now (``notify``): the only way a
   neutral alert can go out at once without the server reading the record;
-- nothing of the answers, the text, or a help request's category or urgency.
+- nothing of the answers or the text;
+- of a help request, only what the member chose to leave unlocked (the page asks, and says
+  what it does): its *urgency*, shown by default, because "right now" is what makes the bot
+  alert every caseworker and admin and re-alert them until someone claims it (a locked
+  urgency is treated like "today": their own caseworker is told, once); its *category*,
+  locked by default, because no decision on the server depends on it and "danger" is the
+  most telling word a copied database or a staff chat on Telegram could hold. What is shown
+  is kept under the server key only while the case is open (like a chat request's brief),
+  and appears in the staff alert, which passes Telegram.
+
+A member's safety word is never checked on this path: the server cannot read what the page
+sealed, and a page that checked the word itself would need the word's digest on the phone,
+where whoever holds the phone could test guesses against it. The chat path keeps it (a
+safety word sent alone, or as a check-in note, in the chat); the README says so.
 
 A record's row id is chosen by the page (22 random URL-safe characters) and checked here: it
 must be new, so the page can bind the ciphertext to its row (associated data) before the
@@ -24,11 +37,21 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.alerts import recipients_for
+from bot.cases import (
+    CATEGORIES,
+    SEALED,
+    UNRESOLVED,
+    URGENCIES,
+    HelpRequest,
+    PhoneSealed,
+    open_case,
+)
 from bot.chat import About, clear_delay
+from bot.core import Core
 from bot.delivery import WEBAPP_BUTTON, Outgoing, enqueue
 from bot.devices import Reader, approved_readers
 from bot.i18n import t
@@ -46,6 +69,8 @@ from crypto.boxes import (
 from crypto.errors import RecordOpenError
 from crypto.keystore import ServerSecrets
 from storage.models import (
+    Case,
+    ChatMessage,
     CheckIn,
     DeviceKey,
     DeviceStatus,
@@ -68,6 +93,7 @@ class Kind(enum.StrEnum):
     CHECKIN = "checkin"
     MESSAGE = "message"
     REPLY = "reply"
+    HELP = "help"
 
 
 # Where each kind of record lives: the page binds its ciphertext to (table, column, row id).
@@ -75,6 +101,7 @@ PLACES = {
     Kind.CHECKIN: ("checkins", "sealed"),
     Kind.MESSAGE: ("notes", "sealed"),
     Kind.REPLY: ("notes", "sealed"),
+    Kind.HELP: ("cases", "sealed"),
 }
 
 
@@ -97,6 +124,22 @@ class Refused(Exception):
     def __init__(self, refusal: Refusal) -> None:
         super().__init__(refusal.value)
         self.refusal = refusal
+
+
+@dataclass(frozen=True, slots=True)
+class Shown:
+    """What a member chose to leave unlocked of a help request sealed on their phone."""
+
+    category: str | None = None
+    urgency: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.category not in (None, *CATEGORIES) or self.urgency not in (None, *URGENCIES):
+            raise Refused(Refusal.BAD_ENVELOPE)
+
+    @property
+    def urgent(self) -> bool:
+        return self.urgency == "now"
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,17 +171,23 @@ def _check_envelope(envelope: bytes, team_kid: bytes, allowed: set[bytes]) -> No
         raise Refused(Refusal.BAD_ENVELOPE)
 
 
-async def _new_id(session: AsyncSession, model: type[CheckIn] | type[Note], record_id: str) -> None:
+async def _new_id(
+    session: AsyncSession, model: type[CheckIn] | type[Note] | type[Case], record_id: str
+) -> None:
     if not RECORD_ID.match(record_id):
         raise Refused(Refusal.BAD_ENVELOPE)
     if await session.get(model, record_id) is not None:
         raise Refused(Refusal.TAKEN)
 
 
-async def readers_of_member(session: AsyncSession, member_id: str) -> list[Reader]:
+async def readers_of_member(
+    session: AsyncSession, member_id: str, *, everyone: bool = False
+) -> list[Reader]:
     """The approved device keys a member's records are sealed to: their caseworker's, or
-    every active staff member's when they have none (whoever would get the chat alert)."""
-    found = await recipients_for(session, member_id)
+    every active staff member's when they have none or when ``everyone`` is asked for (a
+    "right now" request shown as such: whoever would get the chat alert or its
+    escalation)."""
+    found = await recipients_for(session, member_id, everyone=everyone)
     if found is None:
         return []
     _member, staff = found
@@ -169,17 +218,34 @@ async def accept_member_record(
     envelope: bytes,
     *,
     notify: bool,
+    shown: Shown | None = None,
+    core: Core | None = None,
 ) -> None:
-    """Store a check-in or a message a member sealed on their phone; tell their caseworker
-    with a neutral line and an Open button if they asked for it (always for a message)."""
-    if not actor.is_member or kind not in (Kind.CHECKIN, Kind.MESSAGE):
+    """Store a check-in, a message or a help request a member sealed on their phone; tell
+    their caseworker with a neutral line and an Open button if they asked for it (always
+    for a message; a help request opens a case, alerted like a chat one)."""
+    if not actor.is_member or kind not in (Kind.CHECKIN, Kind.MESSAGE, Kind.HELP):
         raise Refused(Refusal.NOT_ALLOWED)
-    model = CheckIn if kind is Kind.CHECKIN else Note
+    models: dict[Kind, type[CheckIn] | type[Note] | type[Case]] = {
+        Kind.CHECKIN: CheckIn,
+        Kind.MESSAGE: Note,
+        Kind.HELP: Case,
+    }
+    model = models[kind]
     await _new_id(session, model, record_id)
-    readers = await readers_of_member(session, actor.person_id)
+    shown = shown or Shown()
+    readers = await readers_of_member(session, actor.person_id, everyone=shown.urgent)
     team_kid = key_id(keys.team_sealer.public_key)
     _check_envelope(envelope, team_kid, {r.key_id for r in readers})
     today = day(utcnow())
+    if kind is Kind.HELP:
+        if core is None:
+            raise RuntimeError("a help request needs the core (settings, keys) to open a case")
+        request = HelpRequest(shown.category or SEALED, shown.urgency or SEALED)
+        sealed = PhoneSealed(record_id, envelope)
+        if await open_case(session, core, actor.person_id, request, phone_sealed=sealed) is None:
+            raise Refused(Refusal.NOT_ALLOWED)
+        return
     if kind is Kind.CHECKIN:
         session.add(
             CheckIn(id=record_id, person_id=actor.person_id, created_at=today, sealed=envelope)
@@ -243,7 +309,23 @@ async def staff_inbox(session: AsyncSession, actor: Actor, device: DeviceKey) ->
             .limit(INBOX_LIMIT),
         ),
     )
-    for kind, query in queries:
+    # A help request: from a member in the caller's care, or one they were alerted about (a
+    # "right now" request reaches every caseworker), or claimed; only while it is open.
+    alerted = exists().where(
+        ChatMessage.case_id == Case.id, ChatMessage.person_id == actor.person_id
+    )
+    help_query = (
+        select(Case.id, Case.member_id, Case.created_at, Case.sealed, Person)
+        .join(Person, Person.id == Case.member_id)
+        .where(
+            Case.status.in_(UNRESOLVED),
+            Person.revoked_at.is_(None),
+            or_(Case.member_id.in_(care), Case.claimed_by == actor.person_id, alerted),
+        )
+        .order_by(Case.created_at.desc())
+        .limit(INBOX_LIMIT)
+    )
+    for kind, query in (*queries, (Kind.HELP, help_query)):
         for row_id, member_id, created, sealed, person in await session.execute(query):
             if sealed[1:2] != bytes((ALG_MULTI,)) or mine not in multi_recipient_ids(sealed):
                 continue

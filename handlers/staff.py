@@ -9,12 +9,13 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from telegram import Message, Update
+from telegram import CallbackQuery, Message, Update
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler
 
 from bot import cases as case_service
 from bot.cases import Outcome
 from bot.chat import remember
+from bot.delivery import WEBAPP_BUTTON
 from bot.devices import Decision, decide_device
 from bot.i18n import t
 from bot.people import (
@@ -259,16 +260,31 @@ async def case_action(update: Update, context: SafeContext) -> None:
             query,
             markup=keyboard(
                 [
+                    *_open_rows(query),
                     [
                         (t(lang, "btn_reply"), "rp"),
                         (t(lang, "btn_resolve"), f"case:resolve:{case_id}"),
-                    ]
+                    ],
                 ]
             ),
         )
     else:
         await query.answer(t(lang, "resolve_done"))
         await edit_pressed(query)
+
+
+def _open_rows(query: CallbackQuery) -> list[list[tuple[str, str]]]:
+    """The alert's Open row (a request sealed on the member's phone, read in the staff
+    page), kept when the claim rewrites the buttons: a page's address grants nothing."""
+    message = query.message
+    markup = message.reply_markup if isinstance(message, Message) else None
+    if markup is None:
+        return []
+    return [
+        [(b.text, f"{WEBAPP_BUTTON}{b.web_app.url}") for b in row if b.web_app is not None]
+        for row in markup.inline_keyboard
+        if any(b.web_app is not None for b in row)
+    ]
 
 
 async def start_reply(update: Update, context: SafeContext) -> None:

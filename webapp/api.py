@@ -30,6 +30,7 @@ from bot.sealed import (
     Refusal,
     Refused,
     SealedRecord,
+    Shown,
     accept_member_record,
     accept_reply,
     approved_device,
@@ -79,6 +80,18 @@ def _envelope(body: dict[str, Any]) -> bytes:
         return base64.b64decode(str(body["envelope"]), validate=True)
     except (KeyError, ValueError, binascii.Error) as exc:
         raise Refused(Refusal.BAD_ENVELOPE) from exc
+
+
+def _shown(body: dict[str, Any]) -> Shown:
+    """What of a help request the member left unlocked: ``{"category": ..., "urgency": ...}``,
+    each optional, each one of the chat's own choices."""
+    shown = body.get("shown", {})
+    if not isinstance(shown, dict) or not set(shown) <= {"category", "urgency"}:
+        raise Refused(Refusal.BAD_ENVELOPE)
+    category, urgency = shown.get("category"), shown.get("urgency")
+    if not all(v is None or isinstance(v, str) for v in (category, urgency)):
+        raise Refused(Refusal.BAD_ENVELOPE)
+    return Shown(category, urgency)
 
 
 def _record(record: SealedRecord) -> dict[str, Any]:
@@ -194,7 +207,11 @@ class WebappApi:
         """A member's page: the approved device keys to seal to, beside the pinned team key."""
         if not actor.is_member:
             raise Refused(Refusal.NOT_ALLOWED)
-        readers = await readers_of_member(session, actor.person_id)
+        # A "right now" help request left unlocked reaches every caseworker and admin (and
+        # escalates to them), so it is sealed to all their approved devices. A member learns
+        # only staff devices' public keys by this, which say nothing about other members.
+        everyone = body.get("urgent") is True
+        readers = await readers_of_member(session, actor.person_id, everyone=everyone)
         return {"readers": [{"pk": r.public_key.hex(), "kid": r.key_id.hex()} for r in readers]}
 
     async def submit(
@@ -213,6 +230,8 @@ class WebappApi:
             str(body.get("record_id", "")),
             _envelope(body),
             notify=body.get("notify") is True,
+            shown=_shown(body) if kind is Kind.HELP else None,
+            core=self._core,
         )
         return {"ok": True}
 

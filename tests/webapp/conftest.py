@@ -20,7 +20,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from tests.handlers.conftest import team  # noqa: F401 (the enrolled team, for these tests too)
+from tests.conftest import RunningBot
+from tests.handlers.conftest import Team, team  # noqa: F401 (the enrolled team, for these tests too)
 from webapp.routes import build_webapp
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -148,3 +149,19 @@ class Phone:
             await self._context.close()
         for offline in self.pages:
             assert offline.refused == [], f"the page reached outside: {offline.refused}"
+
+
+@pytest.fixture
+async def phones(
+    browser: Browser, bot: RunningBot, team: Team  # noqa: F811 (the team fixture)
+) -> AsyncIterator[dict[str, Phone]]:
+    token = bot.api.token
+    made = {
+        name: Phone(browser, getattr(team, name).user_id, token)
+        for name in ("member", "mina", "joon", "admin")
+    }
+    try:
+        yield made
+    finally:
+        for phone in made.values():
+            await phone.close()

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from playwright.async_api import Browser
 from sqlalchemy import select
 
 from bot.checkins import open_answers
@@ -40,20 +38,6 @@ SECRETS = (NOTE, MESSAGE, REPLY)
 
 def base_url(bot: RunningBot) -> str:
     return f"http://127.0.0.1:{bot.app.bot_data[WEB_KEY].port}/app/"
-
-
-@pytest.fixture
-async def phones(browser: Browser, bot: RunningBot, team: Team) -> AsyncIterator[dict[str, Phone]]:
-    token = bot.api.token
-    made = {
-        name: Phone(browser, getattr(team, name).user_id, token)
-        for name in ("member", "mina", "joon", "admin")
-    }
-    try:
-        yield made
-    finally:
-        for phone in made.values():
-            await phone.close()
 
 
 async def ready(page: OfflinePage, value: str = "1") -> None:

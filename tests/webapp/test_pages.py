@@ -41,3 +41,22 @@ async def test_each_language_has_its_own_page(
         await _open(offline_page, webapp_server, f"member.{language}.html")
         assert await offline_page.page.title() == t(language, "webapp_member_title")
         assert await offline_page.page.get_attribute("html", "lang") == language
+
+
+def test_the_pages_encode_help_requests_as_the_bot_does() -> None:
+    # A help request sealed on a phone is read by the staff page and by the team's offline
+    # tools (bot/cases.py): both must number categories and urgencies the same way.
+    import re
+    from pathlib import Path
+
+    from bot.cases import ALL_CATEGORIES, ALL_URGENCIES
+
+    source = (Path(__file__).parents[2] / "webapp/static/js/common.mjs").read_text()
+
+    def listed(name: str) -> tuple[str, ...]:
+        found = re.search(rf"export const {name} = \[([^\]]*)\]", source)
+        assert found is not None, name
+        return tuple(re.findall(r'"([a-z]+)"', found.group(1)))
+
+    assert listed("CATEGORIES") == ALL_CATEGORIES
+    assert listed("URGENCIES") == ALL_URGENCIES

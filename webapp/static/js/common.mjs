@@ -109,3 +109,32 @@ export function readCheckin(bytes) {
     note: bytes[4] ? new TextDecoder().decode(bytes.subarray(5)) : null,
   };
 }
+
+// A help request in the bot's own format (bot/cases.py, "H2"): fixed width for the choices,
+// so "danger, right now" and "housing, this week" seal to the same length. The lists are
+// bot/cases.py's ALL_CATEGORIES and ALL_URGENCIES, by position (the server and the team's
+// offline tools read them the same way; tests/webapp checks they agree).
+export const CATEGORIES = ["danger", "medical", "money", "housing", "talk", "other", "silent",
+  "unreachable", "sealed"];
+export const URGENCIES = ["now", "today", "week", "sealed"];
+
+export function helpBytes(category, urgency, text) {
+  const c = CATEGORIES.indexOf(category);
+  const u = URGENCIES.indexOf(urgency);
+  if (c < 0 || c > 5 || u < 0 || u > 2) throw new Error("unknown choice");
+  const words = new TextEncoder().encode(text || "");
+  const out = new Uint8Array(6 + words.length);
+  // duress is never set from the page: see bot/sealed.py
+  out.set([0x48, 0x32, c, u, 0, text ? 1 : 0]);
+  out.set(words, 6);
+  return out;
+}
+
+export function readHelp(bytes) {
+  if (bytes[0] !== 0x48 || bytes[1] !== 0x32 || bytes.length < 6) return null;
+  return {
+    category: CATEGORIES[bytes[2]],
+    urgency: URGENCIES[bytes[3]],
+    text: bytes[5] ? new TextDecoder().decode(bytes.subarray(6)) : null,
+  };
+}

@@ -2,8 +2,8 @@
 // caseworker's approved devices; replies opened here with this phone's own key.
 import { RecordTooLong } from "./envelope.mjs";
 import {
-  NoSecureStorage, api, checkinBytes, deviceKey, fromBase64, newRecordId, recipients, show,
-  start, toBase64, word,
+  NoSecureStorage, api, checkinBytes, deviceKey, fromBase64, helpBytes, newRecordId, recipients,
+  show, start, toBase64, word,
 } from "./common.mjs";
 
 const ctx = await start();
@@ -41,14 +41,19 @@ async function showReplies() {
   document.getElementById("replies").hidden = records.length === 0;
 }
 
-async function send(kind, plaintext, notify) {
+const TABLES = { checkin: "checkins", message: "notes", help: "cases" };
+
+async function send(kind, plaintext, notify, shown = {}) {
   show("status", word("sending"));
-  const { readers } = await api(tg, "recipients", {});
+  // A "right now" request left unlocked goes to every caseworker: sealed to all their phones.
+  const { readers } = await api(tg, "recipients", { urgent: shown.urgency === "now" });
   const recordId = newRecordId(sodium);
-  const place = { table: kind === "checkin" ? "checkins" : "notes", column: "sealed", rowId: recordId };
+  const place = { table: TABLES[kind], column: "sealed", rowId: recordId };
   const envelope = box.seal(plaintext, place, recipients(sodium, team, readers));
   sodium.memzero(plaintext);
-  await api(tg, "submit", { kind, record_id: recordId, envelope: toBase64(sodium, envelope), notify });
+  await api(tg, "submit", {
+    kind, record_id: recordId, envelope: toBase64(sodium, envelope), notify, shown,
+  });
   show("status", word("sent"));
   for (const form of document.forms) form.reset();
   tg.close();
@@ -71,6 +76,18 @@ document.getElementById("checkin-form").addEventListener("submit", guarded(async
   const threat = data.get("threat") === "1";
   const note = String(data.get("note") || "").trim();
   await send("checkin", checkinBytes(health, threat, note), data.get("notify") === "on");
+}));
+
+document.getElementById("help-form").addEventListener("submit", guarded(async (form) => {
+  const data = new FormData(form);
+  const category = String(data.get("category"));
+  const urgency = String(data.get("urgency"));
+  const text = String(data.get("words") || "").trim();
+  // Only what the member left unlocked leaves the phone readable (bot/sealed.py says why).
+  const shown = {};
+  if (data.get("show_urgency") === "on") shown.urgency = urgency;
+  if (data.get("show_category") === "on") shown.category = category;
+  await send("help", helpBytes(category, urgency, text), true, shown);
 }));
 
 document.getElementById("message-form").addEventListener("submit", guarded(async (form) => {

@@ -3,8 +3,8 @@
 // sealed here to the member's phone and the team key.
 import { RecordTooLong } from "./envelope.mjs";
 import {
-  NoSecureStorage, api, deviceKey, fromBase64, newRecordId, readCheckin, recipients, show,
-  start, toBase64, word,
+  NoSecureStorage, api, deviceKey, fromBase64, newRecordId, readCheckin, readHelp, recipients,
+  show, start, toBase64, word,
 } from "./common.mjs";
 
 const ctx = await start();
@@ -23,8 +23,15 @@ function describe(record, plaintext) {
     const threat = word(c.threat ? "yes" : "no");
     return `${c.health}/5 · ${threat}${c.note ? ` · ${c.note}` : ""}`;
   }
+  if (record.kind === "help") {
+    const h = readHelp(plaintext);
+    if (!h) return "?";
+    return `${word(`cat-${h.category}`)} · ${word(`urg-${h.urgency}`)}${h.text ? ` · ${h.text}` : ""}`;
+  }
   return new TextDecoder().decode(plaintext);
 }
+
+const TABLES = { checkin: "checkins", message: "notes", help: "cases" };
 
 function replyForm(record, key) {
   const form = element("form");
@@ -75,8 +82,7 @@ async function main() {
   const { records } = await api(tg, "inbox", { public_key: sodium.to_hex(key.publicKey) });
   const list = document.getElementById("records");
   for (const record of records) {
-    const table = record.kind === "checkin" ? "checkins" : "notes";
-    const place = { table, column: "sealed", rowId: record.record_id };
+    const place = { table: TABLES[record.kind], column: "sealed", rowId: record.record_id };
     const item = element("li");
     item.dataset.recordId = record.record_id;
     const head = element("p", `${record.pseudonym} · ${word(`kind-${record.kind}`)} · ${record.day}`);
@@ -88,7 +94,7 @@ async function main() {
       body = element("p", "—");
     }
     item.append(head, body);
-    if (record.kind === "message") item.append(replyForm(record, key));
+    if (record.kind !== "checkin") item.append(replyForm(record, key));
     list.append(item);
   }
   if (!records.length) show("status", word("nothing-new"));

@@ -27,7 +27,7 @@ from bot.schedules import ensure_schedules, sweep_interval, sweep_prompts
 from bot.scrubber import WalScrubber
 from bot.sealed import purge_unread_replies
 from bot.settings import Settings
-from bot.web import WEB_KEY, WebServer
+from bot.web import WEB_KEY, WebServer, WebServerError
 from bot.webhook import WebhookDoor, set_webhook
 from bot.welfare import sweep_watch, unreachable
 from crypto.keystore import SecretsDir
@@ -272,16 +272,18 @@ def build_application(settings: Settings, core: Core | None = None) -> SafeAppli
         app.bot_data[WEBHOOK_KEY] = door
     if settings.webapp_url:
         # The Mini App (webapp/): its pages and API on the same server, under the URL's path.
-        # Imported only then: an install without the Mini App (the Docker image, for now)
-        # runs without the package.
-        from webapp.routes import webapp_routes
+        # Imported only then: a bot without the Mini App never reads the package.
+        from webapp.routes import WebappNotBuilt, webapp_routes
 
         def wake_sender() -> None:
             sender = app.bot_data.get(SENDER_KEY)
             if sender is not None:
                 sender.wake()
 
-        web_server.add_routes(webapp_routes(core, wake_sender))
+        try:
+            web_server.add_routes(webapp_routes(core, wake_sender))
+        except WebappNotBuilt as exc:
+            raise WebServerError(f"SAFERELAY_WEBAPP_URL is set, but {exc}") from None
     common.register(app)
     safety.register(app)
     member.register(app)

@@ -285,7 +285,10 @@ def cmd_run(settings: Settings, _args: argparse.Namespace) -> int:
     _require_initialised(settings)
     configure_logging(logging.DEBUG if os.environ.get("SAFERELAY_DEBUG") else logging.INFO)
     asyncio.run(_wait_for_bot_api(settings))
-    app = build_application(settings)
+    try:
+        app = build_application(settings)
+    except WebServerError as exc:  # the Mini App's files missing from this install
+        raise CliError(str(exc)) from None
     try:
         if settings.webhook_url is not None:
             asyncio.run(run_webhook(app))

@@ -133,18 +133,128 @@ def _image_env() -> dict[str, str]:
     return env
 
 
-def test_dockerfile_builds_in_one_stage_and_ships_a_slim_non_root_image() -> None:
+def _stage(name: str) -> list[tuple[str, str]]:
     pairs = _dockerfile()
-    [base] = [args for instruction, args in pairs if instruction == "ARG"]
-    assert re.fullmatch(r"PYTHON_IMAGE=python:3\.11\.\d+-slim-bookworm", base)
+    start = pairs.index(("FROM", name))
+    end = next((i for i in range(start + 1, len(pairs)) if pairs[i][0] == "FROM"), len(pairs))
+    return pairs[start:end]
+
+
+def test_dockerfile_builds_in_stages_and_ships_a_slim_non_root_image() -> None:
+    pairs = _dockerfile()
+    bases = dict(args.split("=", 1) for instruction, args in pairs if instruction == "ARG")
+    assert re.fullmatch(r"python:3\.11\.\d+-slim-bookworm", bases["PYTHON_IMAGE"])
+    # Node by an exact version tag too: a rebuild gets the same npm resolving the lockfile
+    assert re.fullmatch(r"node:\d+\.\d+\.\d+-bookworm-slim", bases["NODE_IMAGE"])
     froms = [args for instruction, args in pairs if instruction == "FROM"]
-    assert froms == ["${PYTHON_IMAGE} AS builder", "${PYTHON_IMAGE}"]
+    assert froms == ["${NODE_IMAGE} AS webapp", "${PYTHON_IMAGE} AS builder", "${PYTHON_IMAGE}"]
     final = _final_stage()
     text = " ".join(args for _, args in final)
     assert "COPY --from=builder /opt/saferelay /opt/saferelay" in [f"{i} {a}" for i, a in final]
-    for tool in ("apt-get", "gcc", "build-essential", "/wheels"):
+    for tool in ("apt-get", "gcc", "build-essential", "/wheels", "node", "npm", "--from=webapp"):
         assert tool not in text, tool
     assert ("USER", "10001:10001") in final
+
+
+def test_dockerfile_installs_libsodium_from_the_lockfile_into_the_package() -> None:
+    # The node stage: exactly the lockfile's packages, no install scripts, nothing else
+    webapp = _stage("${NODE_IMAGE} AS webapp")
+    assert ("COPY", "webapp/package.json webapp/package-lock.json ./") in webapp
+    [(_, npm)] = [(i, a) for i, a in webapp if i == "RUN"]
+    assert npm.startswith("npm ci ") and "--ignore-scripts" in npm
+    # The builder puts its node_modules beside the pages before the wheel is built, and
+    # refuses to finish if the installed package cannot serve them
+    builder = _stage("${PYTHON_IMAGE} AS builder")
+    copies = [a for i, a in builder if i == "COPY"]
+    assert copies.index("webapp ./webapp") < copies.index(
+        "--from=webapp /src/webapp/node_modules ./webapp/node_modules"
+    )
+    [(_, build)] = [(i, a) for i, a in builder if i == "RUN"]
+    assert "static_assets" in build.rsplit("&&", 1)[1]
+    # ... and the build context carries the page sources, never a local node_modules
+    ignored = (ROOT / ".dockerignore").read_text().splitlines()
+    assert "!webapp/" in ignored and "**/node_modules" in ignored
+
+
+async def test_an_installed_wheel_serves_the_mini_app_without_the_checkout(
+    tmp_path: Path, api: FakeBotApi
+) -> None:
+    """What the image's builder does, here: a wheel built from the sources (after `npm ci`),
+    installed elsewhere, serves the pages and libsodium from the installed copy alone."""
+    # Given a copy of the sources, as the Docker build context holds them
+    source = tmp_path / "src"
+    skip = shutil.ignore_patterns("__pycache__", "*.pyc", ".bin", "*.d.mts")
+    for name in ("bot", "handlers", "crypto", "storage", "sandbox", "webapp"):
+        shutil.copytree(ROOT / name, source / name, ignore=skip)
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    # When it is built into a wheel and installed into a directory of its own
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    build = [*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", tmp_path / "wheels"]
+    await asyncio.to_thread(subprocess.run, [*build, source], check=True, cwd=tmp_path)
+    [wheel] = (tmp_path / "wheels").glob("saferelay-*.whl")
+    site = tmp_path / "site"
+    install = [*pip, "install", "--no-deps", "--target", site, wheel]
+    await asyncio.to_thread(subprocess.run, install, check=True)
+    shutil.rmtree(source)  # nothing may be read from the sources any more
+    # Then the installed copy, run from elsewhere, serves a page and libsodium
+    script = """
+import asyncio, sys, aiohttp
+from aiohttp.test_utils import TestServer
+import webapp.routes as routes
+
+async def main():
+    server = TestServer(routes.build_webapp(bytes(32)), host="127.0.0.1")
+    await server.start_server()
+    try:
+        async with aiohttp.ClientSession() as http:
+            for path in ("member.ko.html", "js/member.mjs", "vendor/libsodium.mjs",
+                         "vendor/libsodium-wrappers.mjs"):
+                async with http.get(server.make_url("/" + path)) as response:
+                    print(path, response.status, len(await response.read()))
+    finally:
+        await server.close()
+    print("from", routes.__file__)
+
+asyncio.run(main())
+"""
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    ran = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-c", script],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert ran.returncode == 0, ran.stderr
+    lines = ran.stdout.splitlines()
+    assert lines[-1] == f"from {site / 'webapp' / 'routes.py'}"
+    served = {path: (int(status), int(size)) for path, status, size in map(str.split, lines[:-1])}
+    assert all(status == 200 for status, _ in served.values()), served
+    assert served["vendor/libsodium.mjs"][1] > 100_000  # the real build, not a stub
+
+    # And an install made without `npm ci` is refused at start, in one line saying what to do
+    shutil.rmtree(site / "webapp" / "node_modules")
+    data = tmp_path / "data"
+    make_keys(data)
+    env |= {
+        "SAFERELAY_DATA_DIR": str(data),
+        "SAFERELAY_SECRETS_DIR": str(secrets_of(data)),
+        "TELEGRAM_BOT_TOKEN": api.token,
+        "TELEGRAM_API_BASE_URL": api.base_url,
+        "SAFERELAY_WEBAPP_URL": "http://127.0.0.1/app/",
+        "SAFERELAY_WEB_HOST": "127.0.0.1",
+        "SAFERELAY_WEB_PORT": "0",
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "run", env=env, cwd=tmp_path,
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    _, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
+    log = stderr.decode()
+    assert process.returncode == 2, log
+    assert "npm ci" in log and "Traceback" not in log
 
 
 def test_dockerfile_commands_are_saferelay_run_and_check() -> None:

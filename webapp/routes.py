@@ -100,7 +100,10 @@ class Asset:
 def vendor_assets() -> dict[str, Asset]:
     """libsodium's ESM build from ``node_modules`` (installed by ``npm ci`` from the lockfile)."""
     if not _WRAPPERS.is_file() or not _SODIUM.is_file():
-        raise WebappNotBuilt("webapp/node_modules is missing: run `npm ci` in webapp/")
+        raise WebappNotBuilt(
+            "the Mini App's libsodium is missing from this install (webapp/node_modules): run "
+            "`npm ci` in webapp/ before installing (README, \"The Mini App in production\")."
+        )
     wrappers = _WRAPPERS.read_bytes()
     if wrappers.count(_BARE_IMPORT) != 1:
         raise WebappNotBuilt("libsodium-wrappers changed its import: check webapp/routes.py")

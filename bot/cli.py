@@ -325,6 +325,8 @@ def cmd_demo(_settings: Settings, args: argparse.Namespace) -> int:
     except OSError as exc:
         raise CliError(f"Could not start the demo: {exc.strerror or exc}.") from None
     return 0
+
+
 def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
     """One line per check; exit 1 if any failed (for HEALTHCHECK and monitoring)."""
     from bot.health import run_checks

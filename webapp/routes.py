@@ -102,7 +102,7 @@ def vendor_assets() -> dict[str, Asset]:
     if not _WRAPPERS.is_file() or not _SODIUM.is_file():
         raise WebappNotBuilt(
             "the Mini App's libsodium is missing from this install (webapp/node_modules): run "
-            "`npm ci` in webapp/ before installing (README, \"The Mini App in production\")."
+            '`npm ci` in webapp/ before installing (README, "The Mini App in production").'
         )
     wrappers = _WRAPPERS.read_bytes()
     if wrappers.count(_BARE_IMPORT) != 1:

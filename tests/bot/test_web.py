@@ -77,8 +77,9 @@ async def test_nothing_is_framable_except_what_names_its_framers() -> None:
             # And the other keeps its own rule, with no X-Frame-Options contradicting it
             async with client.get(f"{base}/page") as response:
                 assert "X-Frame-Options" not in response.headers
-                assert "frame-ancestors https://web.telegram.org" in (
-                    response.headers["Content-Security-Policy"]
+                assert (
+                    "frame-ancestors https://web.telegram.org"
+                    in (response.headers["Content-Security-Policy"])
                 )
     finally:
         await server.stop()

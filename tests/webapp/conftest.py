@@ -153,7 +153,9 @@ class Phone:
 
 @pytest.fixture
 async def phones(
-    browser: Browser, bot: RunningBot, team: Team  # noqa: F811 (the team fixture)
+    browser: Browser,
+    bot: RunningBot,
+    team: Team,  # noqa: F811 (the team fixture)
 ) -> AsyncIterator[dict[str, Phone]]:
     token = bot.api.token
     made = {

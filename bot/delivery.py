@@ -18,6 +18,12 @@ collapsed to one waiting per request and reader), which goes before ordinary mes
 
 A row is deleted only after Telegram accepted the message, so a crash between the send and
 the delete re-sends it once on restart: at most one duplicate per crash, never a loss.
+
+Several processes may send from one outbox (issue 13): each claims its item with a lease
+and takes its turn from the flood budget kept in the database (storage.outbox.claim_next),
+so no item goes out twice and all of them together keep to Telegram's limits. An item
+whose sender died is taken over when its lease runs out (:data:`LEASE`): at least once, as
+above -- a duplicate only if the process died between Telegram's answer and the delete.
 """
 
 from __future__ import annotations
@@ -43,7 +49,7 @@ from bot.chat import About, clear_kind_now, delete_due, record_sent
 from bot.core import Core
 from bot.i18n import t
 from bot.limits import MAX_BACKOFF_SECONDS, backoff
-from bot.pace import TAKEN, Pace, retry_after_seconds
+from bot.pace import LATE_CREDIT, TAKEN, Pace, retry_after_seconds
 from bot.people import chat_id_of
 from crypto.boxes import RecordPlace
 from crypto.keystore import ServerSecrets
@@ -59,6 +65,15 @@ PRIORITY_BULK = 3  # broadcasts, prompts
 PAYLOAD_VERSION = 1
 CHAT_IDS_KEPT = 10_000
 CHOICE_LEAD = 0.015  # seconds before a turn is free that the sender picks its item
+# How long a claimed item is left to its sender without news. A live sender renews the
+# leases of its sends in flight every RENEW_EVERY seconds, however long Telegram takes; a
+# dead one's items are taken over by another process (or by itself, restarted) this long
+# after its last renewal. A turn that comes when less than a third of the lease is left (a
+# stalled process) is not trusted: the item is given back unsent.
+LEASE = timedelta(seconds=15)
+RENEW_EVERY = 5.0
+FORGET_TURNS_EVERY = 60.0  # seconds: recipients' old turns are dropped from the table
+BUSY_ELSEWHERE_POLL = 0.1  # seconds: an item is due but another process holds its chat
 _IN_FLIGHT = float("inf")  # in Sender._busy: a send to this recipient is under way
 
 
@@ -201,6 +216,12 @@ class Sender:
         self._busy: dict[str, float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._scrub = scrub
+        # This process's name on the leases it holds: random, per start, and meaningless
+        # outside the outbox.
+        self._owner = new_id()
+        self._forget_turns_at = 0.0
+        self._renewed_until = utcnow()
+        self._renewer: asyncio.Task[None] | None = None
         # Told, in the same transaction, when Telegram refuses a recipient for good (403):
         # for a member that is a safety signal (bot.welfare.unreachable), not an opt-out.
         self._unreachable = unreachable
@@ -222,6 +243,7 @@ class Sender:
     def start(self) -> None:
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="outbox-sender")
+            self._renewer = asyncio.create_task(self._renew(), name="outbox-leases")
 
     async def stop(self) -> None:
         """Finish the sends in flight, then stop. Unsent items stay queued for next time."""
@@ -230,6 +252,26 @@ class Sender:
         if self._task is not None:
             await self._task
             self._task = None
+        if self._renewer is not None:
+            self._renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._renewer
+            self._renewer = None
+
+    async def _renew(self) -> None:
+        """Keep the leases of this process's sends in flight, so a slow Telegram answer
+        never lets another process send the same item."""
+        while True:
+            await asyncio.sleep(RENEW_EVERY)
+            if not self._tasks:
+                continue
+            until = utcnow() + LEASE
+            try:
+                async with self._core.sessions() as session, session.begin():
+                    await queue.renew(session, self._owner, until)
+                self._renewed_until = until
+            except Exception as exc:  # tried again in a few seconds
+                log.warning("outbox leases not renewed: %s", type(exc).__name__)
 
     async def _run(self) -> None:
         while not self._stopping:
@@ -246,6 +288,11 @@ class Sender:
                 await asyncio.wait_for(self._wake.wait(), timeout=pause)
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        try:
+            async with self._core.sessions() as session, session.begin():
+                await queue.release_all(session, self._owner)
+        except Exception as exc:  # the leases run out by themselves
+            log.warning("outbox leases not given back: %s", type(exc).__name__)
 
     async def _step(self) -> float:
         """Start the most urgent sendable item, if any; return how long to wait before the
@@ -261,10 +308,16 @@ class Sender:
             now = time.monotonic()
             self._busy = {r: at for r, at in self._busy.items() if at > now}
             core = self._core
-            async with core.sessions() as session:
-                item = await queue.next_item(session, utcnow(), exclude=self._busy)
-                if item is None:
+            claim = await self._claim()
+            if claim is None:
+                async with core.sessions() as session:
                     return await self._idle_for(session, now)
+            item = claim.item
+            if not claim.chat_free:
+                # Another process took this chat's turn a moment ago: leave it out for now.
+                self._busy[item.recipient_id] = now + self._pace.per_chat
+                return 0.0
+            async with core.sessions() as session:
                 chat_id = await self._chat_id(session, item.recipient_id)
             if chat_id is None:
                 # Revoked or erased since it was queued: they receive nothing more.
@@ -272,14 +325,13 @@ class Sender:
                     await queue.remove(session, item.id)
                     await queue.count_broadcast(session, item.broadcast_id, delivered=False)
                 return 0.0
-            free_at = self._pace.chat_free_at(chat_id)
-            if free_at > time.monotonic():
-                # The chat had a message lately (a handler's answer): wait for its second.
-                self._busy[item.recipient_id] = free_at
-                return 0.0
-            await self._pace.turn(chat_id)
+            # The shared budget's turn, on this process's clock; and, should a handler here
+            # have answered this chat a moment ago, not before the chat's second is over.
+            turn_at = time.monotonic() + claim.turn_at - time.time()
+            send_at = max(turn_at, self._pace.chat_free_at(chat_id))
+            self._pace.taken(send_at, chat_id)
             self._busy[item.recipient_id] = _IN_FLIGHT
-            task = asyncio.create_task(self._deliver(item, chat_id))
+            task = asyncio.create_task(self._deliver(item, chat_id, send_at))
             self._tasks.add(task)
             task.add_done_callback(self._done)
             started = True
@@ -288,10 +340,53 @@ class Sender:
             if not started:
                 self._slots.release()
 
+    async def _claim(self) -> queue.Claim | None:
+        """Lease the next item and reserve its turns in the shared budget, charging the
+        turns this process's handlers used meanwhile."""
+        core, pace = self._core, self._pace
+        debt = pace.take_debt()
+        wall = time.time()
+        try:
+            async with core.sessions() as session:
+                transaction = await session.begin()
+                claim = await queue.claim_next(
+                    session,
+                    self._owner,
+                    utcnow(),
+                    wall,
+                    lease=LEASE,
+                    spacing=pace.spacing,
+                    per_chat=pace.per_chat,
+                    late_credit=LATE_CREDIT,
+                    debt=debt,
+                    exclude=self._busy,
+                )
+                if claim is None and debt:
+                    # Nothing to send: the handlers' turns are charged all the same.
+                    await queue.reserve_turn(session, wall, spacing=pace.spacing, debt=debt - 1)
+                if claim is not None and not claim.chat_free:
+                    await transaction.rollback()
+                    pace.owe(debt)
+                else:
+                    await transaction.commit()
+                if wall >= self._forget_turns_at:
+                    self._forget_turns_at = wall + FORGET_TURNS_EVERY
+                    async with session.begin():
+                        await queue.forget_turns(session, wall - FORGET_TURNS_EVERY)
+        except BaseException:
+            pace.owe(debt)
+            raise
+        return claim
+
     async def _idle_for(self, session: AsyncSession, now: float) -> float:
         """Nothing sendable now: until a held-back chat frees up, the next item falls due,
         or the idle poll -- whichever is first (a wake-up cuts it short)."""
         soonest = self._idle_poll
+        free_at = await queue.next_unclaimed(session, utcnow(), exclude=self._busy)
+        if free_at is not None:
+            # Due and not held back here, yet not claimed: another process holds its chat
+            # for a moment, or the item itself until its lease runs out.
+            soonest = min(soonest, max((free_at - utcnow()).total_seconds(), BUSY_ELSEWHERE_POLL))
         waiting = [at for at in self._busy.values() if at != _IN_FLIGHT]
         if waiting:
             # A little past the moment: the loop's timers may fire a hair early.
@@ -318,8 +413,15 @@ class Sender:
         self._slots.release()
         self._wake.set()
 
-    async def _deliver(self, item: OutboxItem, chat_id: int) -> None:
+    async def _deliver(self, item: OutboxItem, chat_id: int, send_at: float) -> None:
         try:
+            await asyncio.sleep(max(0.0, send_at - time.monotonic()))
+            assert item.claimed_until is not None
+            if utcnow() > max(item.claimed_until, self._renewed_until) - LEASE / 3:
+                # This process stalled: another may take the item over any moment now.
+                async with self._core.sessions() as session, session.begin():
+                    await queue.release(session, item.id)
+                return
             await self._deliver_one(item, chat_id)
         except Exception as exc:  # e.g. the database was busy: the item stays due
             log.error("outbox delivery step failed: %s", type(exc).__name__, exc_info=exc)
@@ -353,7 +455,7 @@ class Sender:
         except RetryAfter as exc:
             # The pace already holds every turn for this long (flood control is per bot).
             delay = retry_after_seconds(exc)
-            await self._later(item, delay, "429", count=False)
+            await self._later(item, delay, "429", count=False, pause=True)
         except Forbidden:
             await self._fail(item, message, "403")
         except BadRequest as exc:
@@ -405,12 +507,15 @@ class Sender:
         return sent.message_id
 
     async def _later(
-        self, item: OutboxItem, delay: float, error: str, *, count: bool = True
+        self, item: OutboxItem, delay: float, error: str, *, count: bool = True, pause: bool = False
     ) -> None:
         async with self._core.sessions() as session, session.begin():
             await queue.retry_later(
                 session, item.id, utcnow() + timedelta(seconds=delay), error, count=count
             )
+            if pause:
+                # Flood control is per bot: every process waits, not just this one.
+                await queue.pause_turns(session, time.time() + delay)
 
     async def _fail(self, item: OutboxItem, message: Outgoing, error: str) -> None:
         core = self._core

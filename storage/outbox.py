@@ -1,16 +1,205 @@
-"""Outbox queries. Sealing and sending live in bot.delivery; this is only the SQL."""
+"""Outbox queries. Sealing and sending live in bot.delivery; this is only the SQL.
+
+Several sender processes may share one outbox (issue 13). The same statements serve SQLite
+(several processes on one WAL file, whose writers take turns) and PostgreSQL (row locks):
+
+- :func:`claim_next` takes the most urgent due item in one UPDATE that leases it to the
+  caller (``FOR UPDATE SKIP LOCKED`` in the choice on PostgreSQL: a row another sender is
+  claiming is stepped over, not waited for). Nobody else takes it until the lease runs out;
+  a crashed sender's items are taken over then. The row is deleted once Telegram accepted
+  the message: a crash between the two sends it once more (at least once, never lost).
+- Telegram's flood budget is the ``send_pace`` table (:func:`reserve_turn`): the last
+  overall turn handed out, moved on by one spacing per send in one atomic statement, and
+  each recipient's last turn, taken with an upsert that only succeeds once their chat's
+  second is over. Both happen in the claim's transaction, so a claim without its turns is
+  never committed.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Collection
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import case, delete, exists, func, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
-from storage.models import Broadcast, OutboxItem, OutboxStatus, utcnow
+from storage.models import Broadcast, OutboxItem, OutboxStatus, SendPace, utcnow
 
 PRIORITIES = (0, 1, 2, 3)  # bot.delivery.PRIORITY_URGENT ... PRIORITY_BULK
+OVERALL = "*"  # send_pace's key for the whole bot's budget
+
+
+@dataclass(frozen=True)
+class Claim:
+    """An item leased to one sender, and the wall-clock moment its turn comes."""
+
+    item: OutboxItem
+    turn_at: float
+    # False: another sender took this chat's turn a moment ago; roll the claim back.
+    chat_free: bool = True
+
+
+def _insert(session: AsyncSession) -> Any:
+    return postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+
+
+def _greater(a: Any, b: Any) -> Any:
+    """The larger of two SQL numbers, on both databases (SQLite has no GREATEST)."""
+    return case((a > b, a), else_=b)
+
+
+async def claim_next(
+    session: AsyncSession,
+    owner: str,
+    now: datetime,
+    wall: float,
+    *,
+    lease: timedelta,
+    spacing: float,
+    per_chat: float,
+    late_credit: float = 0.1,
+    debt: int = 0,
+    exclude: Collection[str] = (),
+) -> Claim | None:
+    """Lease the most urgent due item whose chat may be sent to, and reserve its turns.
+
+    ``wall`` is ``time.time()`` now; ``spacing`` the seconds between two overall turns;
+    ``per_chat`` between two to one chat; ``debt`` turns this process used meanwhile
+    without the table (a handler's answer) and owes. ``exclude`` are recipients the caller
+    already knows to be busy (a send of its own in flight). Returns None when nothing is
+    sendable. A claim whose ``chat_free`` is False met another sender that took the same
+    chat a moment ago: the caller rolls the transaction back and leaves that chat out for
+    its second.
+    """
+    # The choice reads its own alias of the table, so it is not tied to the row updated.
+    candidate = aliased(OutboxItem)
+    chat_recent = exists().where(
+        SendPace.key == candidate.recipient_id, SendPace.last_at > wall - per_chat
+    )
+    choice = (
+        select(candidate.id)
+        .where(
+            candidate.status == OutboxStatus.PENDING.value,
+            candidate.due_at <= now,
+            (candidate.claimed_until.is_(None)) | (candidate.claimed_until < now),
+            ~chat_recent,
+        )
+        .order_by(candidate.priority, candidate.due_at, candidate.created_at)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    )
+    if exclude:
+        choice = choice.where(candidate.recipient_id.not_in(list(exclude)))
+    claimed = await session.scalar(
+        update(OutboxItem)
+        .where(OutboxItem.id == choice.scalar_subquery())
+        .values(claimed_by=owner, claimed_until=now + lease)
+        .returning(OutboxItem)
+        .execution_options(synchronize_session=False)
+    )
+    if claimed is None:
+        return None
+    turn_at = await reserve_turn(session, wall, spacing=spacing, late_credit=late_credit, debt=debt)
+    # The chat's turn: taken only if its last one is a full interval before ours. Two
+    # senders that chose items for one chat at the same moment meet here (PostgreSQL: the
+    # second waits on the first's row, then sees it); the second gets nothing back.
+    statement = _insert(session)(SendPace).values(key=claimed.recipient_id, last_at=turn_at)
+    taken = await session.scalar(
+        statement.on_conflict_do_update(
+            index_elements=[SendPace.key],
+            set_={"last_at": statement.excluded.last_at},
+            where=SendPace.last_at <= turn_at - per_chat,
+        ).returning(SendPace.key)
+    )
+    return Claim(claimed, turn_at, chat_free=taken is not None)
+
+
+async def reserve_turn(
+    session: AsyncSession, wall: float, *, spacing: float, late_credit: float = 0.1, debt: int = 0
+) -> float:
+    """Take the next overall turn (and ``debt`` more, already used): one atomic statement,
+    so turns handed to different processes are ``spacing`` apart. As bot.pace.Pace does in
+    memory: a turn taken a little late keeps to the schedule, by at most ``late_credit`` of
+    a turn, so no second ever holds more turns than the rate."""
+    statement = _insert(session)(SendPace).values(key=OVERALL, last_at=wall + spacing * debt)
+    following = SendPace.last_at + spacing * (1 + debt)
+    earliest = wall + spacing * (debt - late_credit)
+    turn = await session.scalar(
+        statement.on_conflict_do_update(
+            index_elements=[SendPace.key], set_={"last_at": _greater(following, earliest)}
+        ).returning(SendPace.last_at)
+    )
+    assert turn is not None
+    return float(turn)
+
+
+async def pause_turns(session: AsyncSession, until: float) -> None:
+    """Telegram said "retry after": no process takes a turn before ``until`` (wall clock)."""
+    statement = _insert(session)(SendPace).values(key=OVERALL, last_at=until)
+    await session.execute(
+        statement.on_conflict_do_update(
+            index_elements=[SendPace.key],
+            set_={"last_at": _greater(SendPace.last_at, statement.excluded.last_at)},
+        )
+    )
+
+
+async def forget_turns(session: AsyncSession, before: float) -> None:
+    """Recipients' turns older than ``before`` say nothing any more: they go."""
+    await session.execute(
+        delete(SendPace).where(SendPace.key != OVERALL, SendPace.last_at < before)
+    )
+
+
+async def renew(session: AsyncSession, owner: str, until: datetime) -> None:
+    """A sender still at work keeps every lease it holds until ``until``."""
+    await session.execute(
+        update(OutboxItem).where(OutboxItem.claimed_by == owner).values(claimed_until=until)
+    )
+
+
+async def next_unclaimed(
+    session: AsyncSession, now: datetime, *, exclude: Collection[str] = ()
+) -> datetime | None:
+    """For a sender that found nothing to claim: the soonest moment a due item (not to a
+    recipient in ``exclude``) is free of its lease -- ``now`` if it has none and only its
+    chat's second held it back -- or None if there is no such item."""
+    query = select(func.min(func.coalesce(OutboxItem.claimed_until, now))).where(
+        OutboxItem.status == OutboxStatus.PENDING.value,
+        OutboxItem.priority.in_(PRIORITIES),
+        OutboxItem.due_at <= now,
+    )
+    if exclude:
+        query = query.where(OutboxItem.recipient_id.not_in(list(exclude)))
+    found = await session.scalar(query)
+    if found is None:
+        return None
+    if isinstance(found, str):  # SQLite hands an aggregate over a date back as text
+        found = datetime.fromisoformat(found)
+    return found if found.tzinfo else found.replace(tzinfo=now.tzinfo)
+
+
+async def release(session: AsyncSession, item_id: str) -> None:
+    """Give a claimed item back unsent (its turn came too late to trust the lease)."""
+    await session.execute(
+        update(OutboxItem)
+        .where(OutboxItem.id == item_id)
+        .values(claimed_by=None, claimed_until=None)
+    )
+
+
+async def release_all(session: AsyncSession, owner: str) -> None:
+    """A sender stopping gives back whatever it still holds."""
+    await session.execute(
+        update(OutboxItem)
+        .where(OutboxItem.claimed_by == owner)
+        .values(claimed_by=None, claimed_until=None)
+    )
 
 
 async def next_item(
@@ -75,7 +264,12 @@ async def remove(session: AsyncSession, item_id: str) -> None:
 async def retry_later(
     session: AsyncSession, item_id: str, due_at: datetime, error: str, *, count: bool = True
 ) -> None:
-    values: dict[str, object] = {"due_at": due_at, "last_error": error[:64]}
+    values: dict[str, object] = {
+        "due_at": due_at,
+        "last_error": error[:64],
+        "claimed_by": None,
+        "claimed_until": None,
+    }
     if count:
         values["attempts"] = OutboxItem.attempts + 1
     await session.execute(update(OutboxItem).where(OutboxItem.id == item_id).values(**values))
@@ -93,13 +287,17 @@ async def mark_failed(session: AsyncSession, item_id: str, error: str) -> None:
             last_error=error[:64],
             payload=None,
             attempts=OutboxItem.attempts + 1,
+            claimed_by=None,
+            claimed_until=None,
         )
     )
 
 
 async def drop_for_recipient(session: AsyncSession, person_id: str) -> None:
-    """A revoked person receives nothing more: their queued messages go."""
+    """A revoked person receives nothing more: their queued messages go (and the note of
+    their chat's last turn)."""
     await session.execute(delete(OutboxItem).where(OutboxItem.recipient_id == person_id))
+    await session.execute(delete(SendPace).where(SendPace.key == person_id))
 
 
 async def drop_collapsed(session: AsyncSession, collapse_key: str) -> None:

@@ -23,6 +23,7 @@ from bot.retention import purge_old_records
 from bot.schedules import ensure_schedules, sweep_interval, sweep_prompts
 from bot.scrubber import WalScrubber
 from bot.settings import Settings
+from bot.sweeps import exclusive
 from bot.welfare import sweep_watch, unreachable
 from crypto.keystore import SecretsDir
 from handlers import broadcasts, common, member, safety, schedule, staff
@@ -40,7 +41,7 @@ from handlers.context import (
     SafeContext,
 )
 from handlers.unit import unit_of_work
-from storage.db import make_engine, make_sessionmaker, migrate
+from storage.db import make_engine, make_sessionmaker, migrate, wait_for_schema
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +71,42 @@ def build_core(settings: Settings) -> Core:
 
 async def _post_init(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
     core: Core = app.bot_data[CORE_KEY]
-    if await migrate(core.engine):
-        log.info("database schema brought up to date")
+    updates = core.settings.updates
+    if updates:
+        if await migrate(core.engine):
+            log.info("database schema brought up to date")
+        await _describe(app)
+    else:
+        # Only the process that takes updates migrates: two running Alembic at once on one
+        # database would trip over each other. The others wait for it.
+        await wait_for_schema(core.engine)
+    scrubber = WalScrubber(core.engine)
+    app.bot_data[SCRUBBER_KEY] = scrubber
+    scrubber.start()
+    if updates:
+        # Members enrolled before schedules existed get theirs (the defaults from settings).
+        made = await ensure_schedules(core)
+        if made:
+            log.info("wellbeing schedules started for %d members", made)
+    sender = Sender(
+        core,
+        app.bot,
+        app.bot_data[PACE_KEY],
+        scrub=scrubber.request,
+        unreachable=lambda session, person_id: unreachable(session, core, person_id),
+    )
+    app.bot_data[SENDER_KEY] = sender
+    sender.start()
+    _schedule_jobs(app, core)
+    # Everything made so far (modules, metadata, caches) lives as long as the process: out of
+    # the collector's way, so a full collection walks only what the bot makes while running
+    # (a pause of ~200 ms otherwise, in the middle of someone's update).
+    gc.freeze()
+    log.info("bot ready (%s)", "updates and sending" if updates else "sending and sweeps only")
+
+
+async def _describe(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
+    """The bot's description and default menus: set by the process that takes updates."""
     try:
         # No menu for anyone by default: enrolled chats get theirs (bot/menus.py), and a
         # stranger sees none. The description is all a stranger sees: neutral, and English
@@ -84,22 +119,11 @@ async def _post_init(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
     except TelegramError as exc:
         # A convenience; a Bot API server without it must not stop us.
         log.warning("could not set the bot's description: %s", type(exc).__name__)
-    scrubber = WalScrubber(core.engine)
-    app.bot_data[SCRUBBER_KEY] = scrubber
-    scrubber.start()
-    # Members enrolled before schedules existed get theirs (the defaults from settings).
-    made = await ensure_schedules(core)
-    if made:
-        log.info("wellbeing schedules started for %d members", made)
-    sender = Sender(
-        core,
-        app.bot,
-        app.bot_data[PACE_KEY],
-        scrub=scrubber.request,
-        unreachable=lambda session, person_id: unreachable(session, core, person_id),
-    )
-    app.bot_data[SENDER_KEY] = sender
-    sender.start()
+
+
+def _schedule_jobs(app: Application[Any, Any, Any, Any, Any, Any], core: Core) -> None:
+    """The periodic sweeps. Every process runs them; each run first takes its sweep's lease
+    (bot/sweeps.py), so with several processes each due row is still acted on once."""
     assert app.job_queue is not None
     interval = core.settings.sweep_seconds
     app.job_queue.run_repeating(_sweep, interval=interval, first=interval, name="sweep")
@@ -122,22 +146,23 @@ async def _post_init(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
     job_queue.run_repeating(
         _activity, interval=activity.REPORT_SECONDS, first=activity.REPORT_SECONDS, name="activity"
     )
-    # Everything made so far (modules, metadata, caches) lives as long as the process: out of
-    # the collector's way, so a full collection walks only what the bot makes while running
-    # (a pause of ~200 ms otherwise, in the middle of someone's update).
-    gc.freeze()
-    log.info("bot ready")
 
 
 async def _clean(context: SafeContext) -> None:
     """Delete the chat messages whose time has come, keep command menus in line, and let
     erased members go once their chat is clear; failures wait for the next run. Menus are
     looked at when a wake-up asks (something changed), after a failure, and hourly."""
+    # Deletions are claimed row by row (a quick exit deletes at once, outside any sweep).
     await delete_due(context.core, context.bot)
     now = time.monotonic()
     asked = context.job is not None and context.job.data == MENUS
     menus = asked or now >= context.bot_data.get(MENUS_DUE_KEY, 0.0)
-    again = await tidy_people(context.core, context.bot, menus=menus)
+    async with exclusive(context.core, "tidy") as mine:
+        if not mine:
+            if asked:  # another run has it: this process's next run looks at the menus
+                context.bot_data[MENUS_DUE_KEY] = 0.0
+            return
+        again = await tidy_people(context.core, context.bot, menus=menus)
     if menus:
         context.bot_data[MENUS_DUE_KEY] = now + (0.0 if again else MENU_CHECK_SECONDS)
 
@@ -150,16 +175,22 @@ async def _activity(_context: SafeContext) -> None:
 async def _retention(context: SafeContext) -> None:
     """Daily: purge sealed records older than SAFERELAY_RETENTION_DAYS."""
     core = context.core
-    # In batches, each its own short transaction (bot/retention.py).
-    purged = await purge_old_records(core.sessions, core.settings.retention_days)
+    async with exclusive(core, "retention") as mine:
+        if not mine:
+            return
+        # In batches, each its own short transaction (bot/retention.py).
+        purged = await purge_old_records(core.sessions, core.settings.retention_days)
     activity.count("records purged", purged)
 
 
 async def _sweep(context: SafeContext) -> None:
     """Periodic: act on deadlines kept in the database (escalations), so a restart loses none."""
     core = context.core
-    async with core.sessions() as session, session.begin():
-        escalated = await escalate_due(session, core)
+    async with exclusive(core, "escalations") as mine:
+        if not mine:
+            return
+        async with core.sessions() as session, session.begin():
+            escalated = await escalate_due(session, core)
     if escalated:
         activity.count("escalations", escalated)
         context.wake_outbox()
@@ -169,8 +200,11 @@ async def _prompts(context: SafeContext) -> None:
     """Periodic: send the wellbeing prompts that are due and take the welfare watch a step
     up where a grace period ran out (bot/schedules.py, bot/welfare.py)."""
     core = context.core
-    sent = await sweep_prompts(core, progress=context.wake_outbox)
-    steps = await sweep_watch(core)
+    async with exclusive(core, "prompts") as mine:
+        if not mine:
+            return
+        sent = await sweep_prompts(core, progress=context.wake_outbox)
+        steps = await sweep_watch(core)
     if sent or steps:
         activity.count("prompts sent", sent)
         activity.count("welfare steps", steps)
@@ -181,8 +215,15 @@ async def _broadcasts(context: SafeContext) -> None:
     """Queue the broadcasts whose time has come, mark finished ones, and show progress on
     their senders' messages (bot/broadcasts.py)."""
     core = context.core
-    queued = await sweep_broadcasts(core, progress=context.wake_outbox)
-    edits = await show_progress(core)
+    async with exclusive(core, "broadcasts") as mine:
+        if not mine:
+            if context.job is not None and context.job.name == "broadcasts-now":
+                # A broadcast just confirmed: look again in a moment, not at the next period.
+                jobs: Any = context.job_queue
+                jobs.run_once(_broadcasts, 0.5, name="broadcasts-now")
+            return
+        queued = await sweep_broadcasts(core, progress=context.wake_outbox)
+        edits = await show_progress(core)
     if queued or edits:
         context.wake_outbox()
 

@@ -13,12 +13,13 @@ import getpass
 import logging
 import os
 import shutil
+import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -271,6 +272,27 @@ async def _wait_for_bot_api(settings: Settings) -> None:
             await asyncio.sleep(wait)
 
 
+async def _send_and_sweep(app: Any) -> None:
+    """A process with SAFERELAY_UPDATES=off: what run_polling does, minus the updates. It
+    never calls getUpdates, setWebhook or deleteWebhook (Telegram allows one consumer, which
+    another process is); it sends from the shared outbox and runs the sweeps until SIGINT
+    or SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await app.initialize()
+    try:
+        await app.post_init(app)
+        await app.start()
+        await stop.wait()
+        await app.stop()
+        await app.post_stop(app)
+    finally:
+        await app.shutdown()
+        await app.post_shutdown(app)
+
+
 def cmd_run(settings: Settings, _args: argparse.Namespace) -> int:
     """Run the bot with long polling until Ctrl-C."""
     from telegram import Update
@@ -285,8 +307,11 @@ def cmd_run(settings: Settings, _args: argparse.Namespace) -> int:
     asyncio.run(_wait_for_bot_api(settings))
     app = build_application(settings)
     try:
-        # bootstrap_retries=-1: a blip while polling starts is retried too, never fatal.
-        app.run_polling(allowed_updates=Update.ALL_TYPES, bootstrap_retries=-1)
+        if settings.updates:
+            # bootstrap_retries=-1: a blip while polling starts is retried too, never fatal.
+            app.run_polling(allowed_updates=Update.ALL_TYPES, bootstrap_retries=-1)
+        else:
+            asyncio.run(_send_and_sweep(app))
     except InvalidToken:
         raise CliError(
             "Telegram refused TELEGRAM_BOT_TOKEN: check it with @BotFather (/mybots)."

@@ -69,6 +69,10 @@ class Settings:
     checkin_window: Window = field(default_factory=lambda: parse_window("19:00-21:00"))
     checkin_grace: timedelta = timedelta(days=2)
     default_timezone: str = "Asia/Seoul"
+    # Whether this process takes updates from Telegram (SAFERELAY_UPDATES). Telegram allows
+    # one getUpdates consumer per bot: with several processes, exactly one has it on; the
+    # others only send from the shared outbox and run the sweeps.
+    updates: bool = True
 
     @property
     def old_secrets_dir(self) -> Path:
@@ -128,6 +132,17 @@ def _timezone(env: Mapping[str, str], name: str, default: str) -> str:
             f"{name} must be an IANA time zone such as Asia/Seoul or Asia/Shanghai, not {raw!r}."
         ) from None
     return raw
+
+
+def _switch(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("on", "true", "yes", "1"):
+        return True
+    if raw in ("off", "false", "no", "0"):
+        return False
+    raise SettingsError(f"{name} must be on or off, not {raw!r}.")
 
 
 def _secrets_dir(env: Mapping[str, str]) -> Path:
@@ -205,4 +220,5 @@ def load_settings(
         checkin_window=_window(env, "SAFERELAY_CHECKIN_WINDOW", "19:00-21:00"),
         checkin_grace=_duration(env, "SAFERELAY_CHECKIN_GRACE", "2d"),
         default_timezone=_timezone(env, "SAFERELAY_DEFAULT_TIMEZONE", "Asia/Seoul"),
+        updates=_switch(env, "SAFERELAY_UPDATES", True),
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,8 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+
+log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -93,6 +97,24 @@ async def migrate(engine: AsyncEngine, revision: str = "head") -> bool:
                 await connection.exec_driver_sql("PRAGMA foreign_keys=ON")
                 await connection.commit()
     return True
+
+
+async def wait_for_schema(engine: AsyncEngine, poll: float = 1.0) -> None:
+    """Until another process (the one that takes updates) has brought the schema to the
+    newest revision; a process that only sends and sweeps never migrates."""
+    url = engine.url.render_as_string(hide_password=False)
+    head = head_revision(url)
+    told = False
+    while True:
+        try:
+            if await current_revision(engine) == head:
+                return
+        except Exception:  # noqa: S110 - no table yet: the migrating process has not begun
+            pass
+        if not told:
+            log.info("waiting for the process that takes updates to migrate the database")
+            told = True
+        await asyncio.sleep(poll)
 
 
 async def truncate_wal(engine: AsyncEngine) -> bool:

@@ -60,7 +60,7 @@ class SafeApplication(Application[Any, SafeContext, Any, Any, Any, Any]):
 
 def build_core(settings: Settings) -> Core:
     """Engine, sessions and the server's secrets. Nothing opens a connection yet."""
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.engine_url())
     return Core(
         settings=settings,
         engine=engine,

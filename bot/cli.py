@@ -127,7 +127,7 @@ def _inside(path: Path, directory: Path) -> bool:
 
 
 async def _schema_ready(settings: Settings) -> bool:
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.engine_url())
     try:
         return await current_revision(engine) == head_revision(settings.database_url)
     finally:
@@ -157,7 +157,7 @@ def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
         secrets_dir.check_team_public_key(team_key)
 
     async def _migrate() -> bool:
-        engine = make_engine(settings.database_url)
+        engine = make_engine(settings.engine_url())
         try:
             return await migrate(engine)
         finally:
@@ -216,7 +216,7 @@ def cmd_invite(settings: Settings, args: argparse.Namespace) -> int:
     async def _create() -> tuple[NewInvite, str | None]:
         if not await _schema_ready(settings):
             raise CliError("The database schema is not up to date: run `saferelay init`.")
-        engine = make_engine(settings.database_url)
+        engine = make_engine(settings.engine_url())
         try:
             async with make_sessionmaker(engine)() as session, session.begin():
                 made = await create_invite(session, secrets, role, hours=args.hours)
@@ -331,7 +331,7 @@ def _in_transaction(settings: Settings, work: Callable[[AsyncSession], Awaitable
     async def _run() -> T:
         if not await _schema_ready(settings):
             raise CliError("The database schema is not up to date: run `saferelay init`.")
-        engine = make_engine(settings.database_url)
+        engine = make_engine(settings.engine_url())
         try:
             async with make_sessionmaker(engine)() as session, session.begin():
                 return await work(session)
@@ -411,7 +411,7 @@ def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
 
         if not await _schema_ready(settings):
             raise CliError("The database schema is not up to date: run `saferelay init`.")
-        engine = make_engine(settings.database_url)
+        engine = make_engine(settings.engine_url())
         try:
             async with make_sessionmaker(engine)() as session, session.begin():
                 tallies = await reports.collect(

@@ -11,7 +11,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, event
+from sqlalchemy import URL, Connection, event
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -36,7 +36,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def make_engine(url: str) -> AsyncEngine:
+def make_engine(url: str | URL) -> AsyncEngine:
     """An async engine; SQLite gets WAL and the pragmas above on every connection."""
     engine = create_async_engine(url)
     if engine.dialect.name == "sqlite":
@@ -76,7 +76,8 @@ async def current_revision(engine: AsyncEngine) -> str | None:
 
 async def migrate(engine: AsyncEngine, revision: str = "head") -> bool:
     """Bring the schema to the newest revision. Returns whether anything changed."""
-    url = engine.url.render_as_string(hide_password=False)
+    # The connection is handed to Alembic, so its URL is only a name: no password in it.
+    url = engine.url.render_as_string(hide_password=True)
     before = await current_revision(engine)
     if before == (head_revision(url) if revision == "head" else revision):
         return False

@@ -103,7 +103,7 @@ async def migrate(engine: AsyncEngine, revision: str = "head") -> bool:
 async def wait_for_schema(engine: AsyncEngine, poll: float = 1.0) -> None:
     """Until another process (the one that takes updates) has brought the schema to the
     newest revision; a process that only sends and sweeps never migrates."""
-    url = engine.url.render_as_string(hide_password=False)
+    url = engine.url.render_as_string(hide_password=True)
     head = head_revision(url)
     told = False
     while True:

@@ -17,7 +17,7 @@ from bot.delivery import Outgoing, enqueue
 from bot.people import chat_place
 from sandbox import FakeBotApi, FakeUser
 from storage.models import Person, Role, new_id
-from tests.conftest import PASSPHRASE, eventually, secrets_of
+from tests.conftest import PASSPHRASE, eventually, make_settings, secrets_of
 
 
 def process_env(data_dir: Path, api: FakeBotApi, **extra: str) -> dict[str, str]:
@@ -30,6 +30,9 @@ def process_env(data_dir: Path, api: FakeBotApi, **extra: str) -> dict[str, str]
         "SAFERELAY_PASSPHRASE": PASSPHRASE,
         "TELEGRAM_BOT_TOKEN": api.token,
         "TELEGRAM_API_BASE_URL": api.base_url,
+        # The test's database: SQLite in the data directory, or on the PostgreSQL pass the
+        # database the data_dir fixture made.
+        "DATABASE_URL": make_settings(data_dir).database_url,
         **extra,
     }
 

@@ -117,6 +117,11 @@ class Pace(BaseRateLimiter[str]):
         self._last = max(self._last, at)
         self._remember_chat(chat_id, at)
 
+    def advance(self) -> None:
+        """Move on by one turn without waiting (the outbox sender, whose real turn comes
+        from the shared budget a moment later and is noted with :meth:`taken`)."""
+        self._last = max(self._last + self._spacing, self._clock() - self._spacing * LATE_CREDIT)
+
     def take_debt(self) -> int:
         """Turns handlers took since the last call, for the sender to charge to the shared
         budget; the count starts again from nothing."""

@@ -11,18 +11,17 @@ Several sender processes may share one outbox (issue 13). The same statements se
 - Telegram's flood budget is the ``send_pace`` table (:func:`reserve_turn`): the last
   overall turn handed out, moved on by one spacing per send in one atomic statement, and
   each recipient's last turn, taken with an upsert that only succeeds once their chat's
-  second is over. Both happen in the claim's transaction, so a claim without its turns is
-  never committed.
+  second is over (:func:`take_turns`, just after the claim, in a transaction of its own:
+  the sender's loop only waits for the claim, the turns are taken by the send's task).
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import case, delete, exists, func, select, update
+from sqlalchemy import Float, case, cast, delete, exists, func, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -34,18 +33,29 @@ PRIORITIES = (0, 1, 2, 3)  # bot.delivery.PRIORITY_URGENT ... PRIORITY_BULK
 OVERALL = "*"  # send_pace's key for the whole bot's budget
 
 
-@dataclass(frozen=True)
-class Claim:
-    """An item leased to one sender, and the wall-clock moment its turn comes."""
+class Turn(NamedTuple):
+    """A turn from the shared budget: when it comes, and when it was given, both by the
+    database's clock (seconds since the epoch)."""
 
-    item: OutboxItem
-    turn_at: float
-    # False: another sender took this chat's turn a moment ago; roll the claim back.
-    chat_free: bool = True
+    at: float
+    given: float
+
+    @property
+    def wait(self) -> float:
+        return self.at - self.given
 
 
 def _insert(session: AsyncSession) -> Any:
     return postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+
+
+def _clock(session: AsyncSession) -> Any:
+    """The database's own clock, in seconds since the epoch, read when the statement runs:
+    every process takes its turns by one clock, and a turn is never measured from a moment
+    before a wait for the budget's row (which would let a late sender catch up in a burst)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return cast(func.extract("epoch", func.clock_timestamp()), Float)
+    return (func.julianday("now") - 2440587.5) * 86400.0  # 'now' is fixed per statement
 
 
 def _greater(a: Any, b: Any) -> Any:
@@ -57,29 +67,19 @@ async def claim_next(
     session: AsyncSession,
     owner: str,
     now: datetime,
-    wall: float,
     *,
     lease: timedelta,
-    spacing: float,
     per_chat: float,
-    late_credit: float = 0.1,
-    debt: int = 0,
     exclude: Collection[str] = (),
-) -> Claim | None:
-    """Lease the most urgent due item whose chat may be sent to, and reserve its turns.
-
-    ``wall`` is ``time.time()`` now; ``spacing`` the seconds between two overall turns;
-    ``per_chat`` between two to one chat; ``debt`` turns this process used meanwhile
-    without the table (a handler's answer) and owes. ``exclude`` are recipients the caller
-    already knows to be busy (a send of its own in flight). Returns None when nothing is
-    sendable. A claim whose ``chat_free`` is False met another sender that took the same
-    chat a moment ago: the caller rolls the transaction back and leaves that chat out for
-    its second.
-    """
+) -> OutboxItem | None:
+    """Lease the most urgent due item whose chat had no turn in the last ``per_chat``
+    seconds, to ``owner`` until ``now + lease``; None when nothing is sendable. One
+    statement. ``exclude`` are recipients the caller already knows to be busy (a send of
+    its own in flight). The item's turns come next (:func:`take_turns`)."""
     # The choice reads its own alias of the table, so it is not tied to the row updated.
     candidate = aliased(OutboxItem)
     chat_recent = exists().where(
-        SendPace.key == candidate.recipient_id, SendPace.last_at > wall - per_chat
+        SendPace.key == candidate.recipient_id, SendPace.last_at > _clock(session) - per_chat
     )
     choice = (
         select(candidate.id)
@@ -95,51 +95,66 @@ async def claim_next(
     )
     if exclude:
         choice = choice.where(candidate.recipient_id.not_in(list(exclude)))
-    claimed = await session.scalar(
+    claimed: OutboxItem | None = await session.scalar(
         update(OutboxItem)
         .where(OutboxItem.id == choice.scalar_subquery())
         .values(claimed_by=owner, claimed_until=now + lease)
         .returning(OutboxItem)
         .execution_options(synchronize_session=False)
     )
-    if claimed is None:
-        return None
-    turn_at = await reserve_turn(session, wall, spacing=spacing, late_credit=late_credit, debt=debt)
-    # The chat's turn: taken only if its last one is a full interval before ours. Two
-    # senders that chose items for one chat at the same moment meet here (PostgreSQL: the
-    # second waits on the first's row, then sees it); the second gets nothing back.
-    statement = _insert(session)(SendPace).values(key=claimed.recipient_id, last_at=turn_at)
+    return claimed
+
+
+async def take_turns(
+    session: AsyncSession,
+    recipient_id: str,
+    *,
+    spacing: float,
+    per_chat: float,
+    late_credit: float = 0.1,
+    debt: int = 0,
+) -> Turn | None:
+    """The turns a claimed item needs: the next overall one (:func:`reserve_turn`, with
+    ``debt`` more already used), and its chat's -- taken only if the chat's last turn is a
+    full ``per_chat`` before it. None if another sender took the chat a moment ago (two
+    that chose items for one chat at once meet here; on PostgreSQL the second waits on the
+    first's row, then sees it): roll back and give the item back."""
+    turn = await reserve_turn(session, spacing=spacing, late_credit=late_credit, debt=debt)
+    statement = _insert(session)(SendPace).values(key=recipient_id, last_at=turn.at)
     taken = await session.scalar(
         statement.on_conflict_do_update(
             index_elements=[SendPace.key],
             set_={"last_at": statement.excluded.last_at},
-            where=SendPace.last_at <= turn_at - per_chat,
+            where=SendPace.last_at <= turn.at - per_chat,
         ).returning(SendPace.key)
     )
-    return Claim(claimed, turn_at, chat_free=taken is not None)
+    return turn if taken is not None else None
 
 
 async def reserve_turn(
-    session: AsyncSession, wall: float, *, spacing: float, late_credit: float = 0.1, debt: int = 0
-) -> float:
-    """Take the next overall turn (and ``debt`` more, already used): one atomic statement,
+    session: AsyncSession, *, spacing: float, late_credit: float = 0.1, debt: int = 0
+) -> Turn:
+    """Take the next overall turn (and ``debt`` more, already used). One atomic statement,
     so turns handed to different processes are ``spacing`` apart. As bot.pace.Pace does in
     memory: a turn taken a little late keeps to the schedule, by at most ``late_credit`` of
     a turn, so no second ever holds more turns than the rate."""
-    statement = _insert(session)(SendPace).values(key=OVERALL, last_at=wall + spacing * debt)
+    now = _clock(session)
+    statement = _insert(session)(SendPace).values(key=OVERALL, last_at=now + spacing * debt)
     following = SendPace.last_at + spacing * (1 + debt)
-    earliest = wall + spacing * (debt - late_credit)
-    turn = await session.scalar(
-        statement.on_conflict_do_update(
-            index_elements=[SendPace.key], set_={"last_at": _greater(following, earliest)}
-        ).returning(SendPace.last_at)
-    )
-    assert turn is not None
-    return float(turn)
+    earliest = now + spacing * (debt - late_credit)
+    row = (
+        await session.execute(
+            statement.on_conflict_do_update(
+                index_elements=[SendPace.key], set_={"last_at": _greater(following, earliest)}
+            ).returning(SendPace.last_at, now)
+        )
+    ).one()
+    return Turn(float(row[0]), float(row[1]))
 
 
-async def pause_turns(session: AsyncSession, until: float) -> None:
-    """Telegram said "retry after": no process takes a turn before ``until`` (wall clock)."""
+async def pause_turns(session: AsyncSession, seconds: float) -> None:
+    """Telegram said "retry after": no process takes a turn for ``seconds``."""
+    until = _clock(session) + seconds
     statement = _insert(session)(SendPace).values(key=OVERALL, last_at=until)
     await session.execute(
         statement.on_conflict_do_update(
@@ -149,10 +164,10 @@ async def pause_turns(session: AsyncSession, until: float) -> None:
     )
 
 
-async def forget_turns(session: AsyncSession, before: float) -> None:
-    """Recipients' turns older than ``before`` say nothing any more: they go."""
+async def forget_turns(session: AsyncSession, age: float) -> None:
+    """Recipients' turns more than ``age`` seconds old say nothing any more: they go."""
     await session.execute(
-        delete(SendPace).where(SendPace.key != OVERALL, SendPace.last_at < before)
+        delete(SendPace).where(SendPace.key != OVERALL, SendPace.last_at < _clock(session) - age)
     )
 
 

@@ -102,7 +102,7 @@ async def _post_init(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
     # the collector's way, so a full collection walks only what the bot makes while running
     # (a pause of ~200 ms otherwise, in the middle of someone's update).
     gc.freeze()
-    log.info("bot ready (%s)", "updates and sending" if updates else "sending and sweeps only")
+    log.info("bot ready" if updates else "bot ready: sending and sweeping only")
 
 
 async def _describe(app: Application[Any, Any, Any, Any, Any, Any]) -> None:

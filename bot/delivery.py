@@ -230,6 +230,7 @@ class Sender:
         self._owner = new_id()
         self._forget_turns_at = 0.0
         self._lead = CHOICE_LEAD
+        self._leased: set[str] = set()  # ids of the items this process is sending now
         # SQLite: the sender's own write transactions take turns here rather than in
         # SQLite's busy handler, whose back-off sleeps (1, 2, 5, 10 ... ms) made a claim
         # wait ~30 ms behind the bookkeeping of sends just done. (Other processes, and
@@ -294,12 +295,13 @@ class Sender:
         never lets another process send the same item."""
         while True:
             await asyncio.sleep(RENEW_EVERY)
-            if not self._tasks:
+            leased = list(self._leased)
+            if not leased:
                 continue
             until = utcnow() + LEASE
             try:
                 async with self._writing() as session:
-                    await queue.renew(session, self._owner, until)
+                    await queue.renew(session, self._owner, leased, until)
                 self._renewed_until = until
             except Exception as exc:  # tried again in a few seconds
                 log.warning("outbox leases not renewed: %s", type(exc).__name__)
@@ -358,6 +360,7 @@ class Sender:
             # statement per item, not three.
             self._pace.advance()
             self._busy[item.recipient_id] = _IN_FLIGHT
+            self._leased.add(item.id)
             task = asyncio.create_task(self._deliver(item, chat_id))
             self._tasks.add(task)
             task.add_done_callback(self._done)
@@ -475,6 +478,9 @@ class Sender:
         except Exception as exc:  # e.g. the database was busy: the item stays due
             log.error("outbox delivery step failed: %s", type(exc).__name__, exc_info=exc)
         finally:
+            # No longer renewed: whatever is left of the lease runs out, and the item (if it
+            # is still there) is due again for any process.
+            self._leased.discard(item.id)
             # The chat's own second runs from this send's turn (Pace.chat_free_at).
             self._busy[item.recipient_id] = self._pace.chat_free_at(chat_id)
             # A sent or failed item's readable text left the table: have the WAL forget

@@ -171,10 +171,15 @@ async def forget_turns(session: AsyncSession, age: float) -> None:
     )
 
 
-async def renew(session: AsyncSession, owner: str, until: datetime) -> None:
-    """A sender still at work keeps every lease it holds until ``until``."""
+async def renew(
+    session: AsyncSession, owner: str, item_ids: Collection[str], until: datetime
+) -> None:
+    """A sender still at work on these items keeps their leases until ``until`` (only
+    those: an item whose send failed halfway is left to run out and be tried again)."""
     await session.execute(
-        update(OutboxItem).where(OutboxItem.claimed_by == owner).values(claimed_until=until)
+        update(OutboxItem)
+        .where(OutboxItem.id.in_(list(item_ids)), OutboxItem.claimed_by == owner)
+        .values(claimed_until=until)
     )
 
 

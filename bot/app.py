@@ -27,6 +27,7 @@ from bot.schedules import ensure_schedules, sweep_interval, sweep_prompts
 from bot.scrubber import WalScrubber
 from bot.sealed import purge_unread_replies
 from bot.settings import Settings
+from bot.sweeps import exclusive
 from bot.web import WEB_KEY, WebServer, WebServerError
 from bot.webhook import WebhookDoor, set_webhook
 from bot.welfare import sweep_watch, unreachable
@@ -46,7 +47,7 @@ from handlers.context import (
     SafeContext,
 )
 from handlers.unit import unit_of_work
-from storage.db import make_engine, make_sessionmaker, migrate
+from storage.db import make_engine, make_sessionmaker, migrate, wait_for_schema
 from storage.models import utcnow
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,7 @@ class SafeApplication(Application[Any, SafeContext, Any, Any, Any, Any]):
 
 def build_core(settings: Settings) -> Core:
     """Engine, sessions and the server's secrets. Nothing opens a connection yet."""
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.engine_url())
     return Core(
         settings=settings,
         engine=engine,
@@ -82,8 +83,54 @@ def build_core(settings: Settings) -> Core:
 
 async def _post_init(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
     core: Core = app.bot_data[CORE_KEY]
-    if await migrate(core.engine):
-        log.info("database schema brought up to date")
+    updates = core.settings.updates
+    if updates:
+        if await migrate(core.engine):
+            log.info("database schema brought up to date")
+        await _describe(app)
+    else:
+        # Only the process that takes updates migrates: two running Alembic at once on one
+        # database would trip over each other. The others wait for it.
+        await wait_for_schema(core.engine)
+    scrubber = WalScrubber(core.engine)
+    app.bot_data[SCRUBBER_KEY] = scrubber
+    scrubber.start()
+    if updates:
+        # Members enrolled before schedules existed get theirs (the defaults from settings).
+        made = await ensure_schedules(core)
+        if made:
+            log.info("wellbeing schedules started for %d members", made)
+    sender = Sender(
+        core,
+        app.bot,
+        app.bot_data[PACE_KEY],
+        scrub=scrubber.request,
+        unreachable=lambda session, person_id: unreachable(session, core, person_id),
+    )
+    app.bot_data[SENDER_KEY] = sender
+    sender.start()
+    _schedule_jobs(app, core)
+    # The bot's own web server (bot/web.py) runs in the process that takes updates: it is
+    # where Telegram posts them in webhook mode, and where the Mini App's pages and API live.
+    # Processes with updates off only send and sweep, and open no port.
+    web_server: WebServer = app.bot_data[WEB_KEY]
+    if web_server.has_routes:
+        await web_server.start()
+    door: WebhookDoor | None = app.bot_data.get(WEBHOOK_KEY)
+    if door is not None:
+        await set_webhook(
+            app.bot, core.settings, core.secrets.pepper.webhook_secret(), ALLOWED_UPDATES
+        )
+        log.info("webhook set; updates arrive by POST")
+    # Everything made so far (modules, metadata, caches) lives as long as the process: out of
+    # the collector's way, so a full collection walks only what the bot makes while running
+    # (a pause of ~200 ms otherwise, in the middle of someone's update).
+    gc.freeze()
+    log.info("bot ready" if updates else "bot ready: sending and sweeping only")
+
+
+async def _describe(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
+    """The bot's description and default menus: set by the process that takes updates."""
     try:
         # No menu for anyone by default: enrolled chats get theirs (bot/menus.py), and a
         # stranger sees none. The description is all a stranger sees: neutral, and English
@@ -96,22 +143,11 @@ async def _post_init(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
     except TelegramError as exc:
         # A convenience; a Bot API server without it must not stop us.
         log.warning("could not set the bot's description: %s", type(exc).__name__)
-    scrubber = WalScrubber(core.engine)
-    app.bot_data[SCRUBBER_KEY] = scrubber
-    scrubber.start()
-    # Members enrolled before schedules existed get theirs (the defaults from settings).
-    made = await ensure_schedules(core)
-    if made:
-        log.info("wellbeing schedules started for %d members", made)
-    sender = Sender(
-        core,
-        app.bot,
-        app.bot_data[PACE_KEY],
-        scrub=scrubber.request,
-        unreachable=lambda session, person_id: unreachable(session, core, person_id),
-    )
-    app.bot_data[SENDER_KEY] = sender
-    sender.start()
+
+
+def _schedule_jobs(app: Application[Any, Any, Any, Any, Any, Any], core: Core) -> None:
+    """The periodic sweeps. Every process runs them; each run first takes its sweep's lease
+    (bot/sweeps.py), so with several processes each due row is still acted on once."""
     assert app.job_queue is not None
     interval = core.settings.sweep_seconds
     app.job_queue.run_repeating(_sweep, interval=interval, first=interval, name="sweep")
@@ -134,38 +170,30 @@ async def _post_init(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
     job_queue.run_repeating(
         _activity, interval=activity.REPORT_SECONDS, first=activity.REPORT_SECONDS, name="activity"
     )
-    # The bot's own web server, if any module gave it a route (bot/web.py).
-    web_server: WebServer = app.bot_data[WEB_KEY]
-    if web_server.has_routes:
-        await web_server.start()
-    door: WebhookDoor | None = app.bot_data.get(WEBHOOK_KEY)
-    if door is not None:
-        await set_webhook(
-            app.bot, core.settings, core.secrets.pepper.webhook_secret(), ALLOWED_UPDATES
-        )
-        log.info("webhook set; updates arrive by POST")
-    # Everything made so far (modules, metadata, caches) lives as long as the process: out of
-    # the collector's way, so a full collection walks only what the bot makes while running
-    # (a pause of ~200 ms otherwise, in the middle of someone's update).
-    gc.freeze()
-    log.info("bot ready")
 
 
 async def _clean(context: SafeContext) -> None:
     """Delete the chat messages whose time has come, keep command menus in line, and let
     erased members go once their chat is clear; failures wait for the next run. Menus are
     looked at when a wake-up asks (something changed), after a failure, and hourly."""
+    # Deletions are claimed row by row (a quick exit deletes at once, outside any sweep).
     await delete_due(context.core, context.bot)
-    # Mini App answers not opened in time leave the server (their writers are told).
-    core = context.core
-    async with core.sessions() as session, session.begin():
-        unread = await purge_unread_replies(session, core.secrets, utcnow())
-    if unread:
-        context.bot_data[SENDER_KEY].wake()
     now = time.monotonic()
     asked = context.job is not None and context.job.data == MENUS
     menus = asked or now >= context.bot_data.get(MENUS_DUE_KEY, 0.0)
-    again = await tidy_people(context.core, context.bot, menus=menus)
+    async with exclusive(context.core, "tidy") as mine:
+        if not mine:
+            if asked:  # another run has it: this process's next run looks at the menus
+                context.bot_data[MENUS_DUE_KEY] = 0.0
+            return
+        again = await tidy_people(context.core, context.bot, menus=menus)
+        # Mini App answers not opened in time leave the server (their writers are told once:
+        # under the same lease, so two processes never both tell them).
+        core = context.core
+        async with core.sessions() as session, session.begin():
+            unread = await purge_unread_replies(session, core.secrets, utcnow())
+        if unread:
+            context.bot_data[SENDER_KEY].wake()
     if menus:
         context.bot_data[MENUS_DUE_KEY] = now + (0.0 if again else MENU_CHECK_SECONDS)
 
@@ -178,16 +206,22 @@ async def _activity(_context: SafeContext) -> None:
 async def _retention(context: SafeContext) -> None:
     """Daily: purge sealed records older than SAFERELAY_RETENTION_DAYS."""
     core = context.core
-    # In batches, each its own short transaction (bot/retention.py).
-    purged = await purge_old_records(core.sessions, core.settings.retention_days)
+    async with exclusive(core, "retention") as mine:
+        if not mine:
+            return
+        # In batches, each its own short transaction (bot/retention.py).
+        purged = await purge_old_records(core.sessions, core.settings.retention_days)
     activity.count("records purged", purged)
 
 
 async def _sweep(context: SafeContext) -> None:
     """Periodic: act on deadlines kept in the database (escalations), so a restart loses none."""
     core = context.core
-    async with core.sessions() as session, session.begin():
-        escalated = await escalate_due(session, core)
+    async with exclusive(core, "escalations") as mine:
+        if not mine:
+            return
+        async with core.sessions() as session, session.begin():
+            escalated = await escalate_due(session, core)
     if escalated:
         activity.count("escalations", escalated)
         context.wake_outbox()
@@ -197,8 +231,11 @@ async def _prompts(context: SafeContext) -> None:
     """Periodic: send the wellbeing prompts that are due and take the welfare watch a step
     up where a grace period ran out (bot/schedules.py, bot/welfare.py)."""
     core = context.core
-    sent = await sweep_prompts(core, progress=context.wake_outbox)
-    steps = await sweep_watch(core)
+    async with exclusive(core, "prompts") as mine:
+        if not mine:
+            return
+        sent = await sweep_prompts(core, progress=context.wake_outbox)
+        steps = await sweep_watch(core)
     if sent or steps:
         activity.count("prompts sent", sent)
         activity.count("welfare steps", steps)
@@ -209,8 +246,15 @@ async def _broadcasts(context: SafeContext) -> None:
     """Queue the broadcasts whose time has come, mark finished ones, and show progress on
     their senders' messages (bot/broadcasts.py)."""
     core = context.core
-    queued = await sweep_broadcasts(core, progress=context.wake_outbox)
-    edits = await show_progress(core)
+    async with exclusive(core, "broadcasts") as mine:
+        if not mine:
+            if context.job is not None and context.job.name == "broadcasts-now":
+                # A broadcast just confirmed: look again in a moment, not at the next period.
+                jobs: Any = context.job_queue
+                jobs.run_once(_broadcasts, 0.5, name="broadcasts-now")
+            return
+        queued = await sweep_broadcasts(core, progress=context.wake_outbox)
+        edits = await show_progress(core)
     if queued or edits:
         context.wake_outbox()
 
@@ -233,7 +277,8 @@ async def _post_shutdown(app: Application[Any, Any, Any, Any, Any, Any]) -> None
 
 
 def build_application(settings: Settings, core: Core | None = None) -> SafeApplication:
-    """The whole bot, ready for ``run_polling`` or, with a webhook URL, :func:`run_webhook`
+    """The whole bot, ready for ``run_polling`` or (a webhook URL, or updates off)
+    :func:`run_without_polling`
     (or for tests: initialize/start)."""
     core = core or build_core(settings)
     pace = Pace()
@@ -266,11 +311,11 @@ def build_application(settings: Settings, core: Core | None = None) -> SafeAppli
     # Modules with pages or an API add their routes to this before the application starts.
     web_server = WebServer(settings.web_host, settings.web_port)
     app.bot_data[WEB_KEY] = web_server
-    if settings.webhook_url is not None:
+    if settings.webhook_url is not None and settings.updates:
         door = WebhookDoor(app, core.secrets.pepper.webhook_secret())
         web_server.add_routes(door.routes(settings.webhook_path))
         app.bot_data[WEBHOOK_KEY] = door
-    if settings.webapp_url:
+    if settings.webapp_url and settings.updates:
         # The Mini App (webapp/): its pages and API on the same server, under the URL's path.
         # Imported only then: a bot without the Mini App never reads the package.
         from webapp.routes import WebappNotBuilt, webapp_routes
@@ -294,8 +339,9 @@ def build_application(settings: Settings, core: Core | None = None) -> SafeAppli
     return app
 
 
-async def run_webhook(app: SafeApplication, stop: asyncio.Event | None = None) -> None:
-    """What ``run_polling`` does, for webhook mode: start everything, serve until SIGINT or
+async def run_without_polling(app: SafeApplication, stop: asyncio.Event | None = None) -> None:
+    """What ``run_polling`` does, for webhook mode and for a process with updates off (which
+    never calls getUpdates, setWebhook or deleteWebhook): start everything, serve until SIGINT or
     SIGTERM (or ``stop``), then stop in order -- the web server first, so no update is
     accepted (answered 200) after the queue has stopped being worked through."""
     stop = stop or asyncio.Event()

@@ -30,6 +30,7 @@ from sqlalchemy import and_, delete, exists, func, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 from telegram import Bot, BotCommand, BotCommandScopeChat
 from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
 
@@ -49,6 +50,7 @@ TELEGRAM_DELETE_WINDOW = timedelta(hours=48)
 MAX_DELAY = timedelta(hours=47)
 # Past this age a deletion is no longer attempted: the bot's own message becomes a stub.
 STUB_AFTER = TELEGRAM_DELETE_WINDOW - timedelta(minutes=30)
+DELETE_CLAIM = timedelta(seconds=60)  # a run's hold on the rows it is deleting
 DELETE_BATCH = 100  # deleteMessages takes at most 100 ids
 STUB_KEY = "cleared_stub"
 PROMPT = "prompt"  # a wellbeing prompt in a member's chat (bot/schedules.py)
@@ -249,10 +251,24 @@ async def delete_due(core: Core, bot: Bot, *, person_id: str | None = None) -> i
     """
     now = utcnow()
     async with core.sessions() as session:
-        query = select(ChatMessage).where(ChatMessage.delete_at <= now)
+        # Claimed in one statement (pushed DELETE_CLAIM into the future), so two runs -- a
+        # quick exit and the sweep, or two processes -- never both act on a row, and one
+        # that dies midway leaves its rows due again a minute later.
+        candidate = aliased(ChatMessage)
+        choice = select(candidate.id).where(candidate.delete_at <= now)
         if person_id is not None:
-            query = query.where(ChatMessage.person_id == person_id)
-        due = list(await session.scalars(query.order_by(ChatMessage.delete_at).limit(5000)))
+            choice = choice.where(candidate.person_id == person_id)
+        choice = choice.order_by(candidate.delete_at).limit(5000).with_for_update(skip_locked=True)
+        async with session.begin():
+            due = list(
+                await session.scalars(
+                    update(ChatMessage)
+                    .where(ChatMessage.id.in_(choice))
+                    .values(delete_at=now + DELETE_CLAIM)
+                    .returning(ChatMessage)
+                    .execution_options(synchronize_session=False)
+                )
+            )
         by_person: dict[str, list[ChatMessage]] = defaultdict(list)
         for row in due:
             by_person[row.person_id].append(row)

@@ -126,7 +126,7 @@ def _inside(path: Path, directory: Path) -> bool:
 
 
 async def _schema_ready(settings: Settings) -> bool:
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.engine_url())
     try:
         return await current_revision(engine) == head_revision(settings.database_url)
     finally:
@@ -156,7 +156,7 @@ def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
         secrets_dir.check_team_public_key(team_key)
 
     async def _migrate() -> bool:
-        engine = make_engine(settings.database_url)
+        engine = make_engine(settings.engine_url())
         try:
             return await migrate(engine)
         finally:
@@ -215,7 +215,7 @@ def cmd_invite(settings: Settings, args: argparse.Namespace) -> int:
     async def _create() -> tuple[NewInvite, str | None]:
         if not await _schema_ready(settings):
             raise CliError("The database schema is not up to date: run `saferelay init`.")
-        engine = make_engine(settings.database_url)
+        engine = make_engine(settings.engine_url())
         try:
             async with make_sessionmaker(engine)() as session, session.begin():
                 made = await create_invite(session, secrets, role, hours=args.hours)
@@ -276,7 +276,7 @@ def cmd_run(settings: Settings, _args: argparse.Namespace) -> int:
     SAFERELAY_WEBHOOK_URL is set."""
     from telegram.error import InvalidToken, NetworkError
 
-    from bot.app import ALLOWED_UPDATES, build_application, run_webhook
+    from bot.app import ALLOWED_UPDATES, build_application, run_without_polling
     from bot.logs import configure_logging
     from bot.web import WebServerError
     from bot.webhook import WebhookError
@@ -290,13 +290,15 @@ def cmd_run(settings: Settings, _args: argparse.Namespace) -> int:
     except WebServerError as exc:  # the Mini App's files missing from this install
         raise CliError(str(exc)) from None
     try:
-        if settings.webhook_url is not None:
-            asyncio.run(run_webhook(app))
-        else:
+        if settings.updates and settings.webhook_url is None:
             # bootstrap_retries=-1: a blip while polling starts is retried too, never fatal.
             # Starting to poll also deletes a webhook left from webhook mode (keeping the
             # updates Telegram holds), so switching back is just unsetting the URL.
             app.run_polling(allowed_updates=ALLOWED_UPDATES, bootstrap_retries=-1)
+        else:
+            # Webhook mode, or a process with SAFERELAY_UPDATES=off that only sends from the
+            # shared outbox and runs the sweeps: no getUpdates; serve until SIGINT/SIGTERM.
+            asyncio.run(run_without_polling(app))
     except InvalidToken:
         raise CliError(
             "Telegram refused TELEGRAM_BOT_TOKEN: check it with @BotFather (/mybots)."
@@ -346,7 +348,7 @@ def _in_transaction(settings: Settings, work: Callable[[AsyncSession], Awaitable
     async def _run() -> T:
         if not await _schema_ready(settings):
             raise CliError("The database schema is not up to date: run `saferelay init`.")
-        engine = make_engine(settings.database_url)
+        engine = make_engine(settings.engine_url())
         try:
             async with make_sessionmaker(engine)() as session, session.begin():
                 return await work(session)
@@ -426,7 +428,7 @@ def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
 
         if not await _schema_ready(settings):
             raise CliError("The database schema is not up to date: run `saferelay init`.")
-        engine = make_engine(settings.database_url)
+        engine = make_engine(settings.engine_url())
         try:
             async with make_sessionmaker(engine)() as session, session.begin():
                 tallies = await reports.collect(

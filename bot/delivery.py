@@ -18,6 +18,12 @@ collapsed to one waiting per request and reader), which goes before ordinary mes
 
 A row is deleted only after Telegram accepted the message, so a crash between the send and
 the delete re-sends it once on restart: at most one duplicate per crash, never a loss.
+
+Several processes may send from one outbox (issue 13): each claims its item with a lease
+and takes its turn from the flood budget kept in the database (storage.outbox.claim_next),
+so no item goes out twice and all of them together keep to Telegram's limits. An item
+whose sender died is taken over when its lease runs out (:data:`LEASE`): at least once, as
+above -- a duplicate only if the process died between Telegram's answer and the delete.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -43,7 +49,7 @@ from bot.chat import About, clear_kind_now, delete_due, record_sent
 from bot.core import Core
 from bot.i18n import t
 from bot.limits import MAX_BACKOFF_SECONDS, backoff
-from bot.pace import TAKEN, Pace, retry_after_seconds
+from bot.pace import LATE_CREDIT, TAKEN, Pace, retry_after_seconds
 from bot.people import chat_id_of
 from crypto.boxes import RecordPlace
 from crypto.keystore import ServerSecrets
@@ -58,8 +64,26 @@ PRIORITY_NORMAL = 2  # alerts, relayed messages, replies
 PRIORITY_BULK = 3  # broadcasts, prompts
 PAYLOAD_VERSION = 1
 CHAT_IDS_KEPT = 10_000
-CHOICE_LEAD = 0.015  # seconds before a turn is free that the sender picks its item
+CHOICE_LEAD = 0.015  # seconds before a turn is free that the sender picks its item (at least)
+# A claim is a short write transaction (bot/outbox: lease, overall turn, chat turn); on a
+# busy machine it takes longer than CHOICE_LEAD, and turns taken late would slip the pace.
+# So the sender picks its item as early before the turn as its recent claims took (x1.5),
+# up to MAX_CHOICE_LEAD: an urgent item queued later than that waits one turn more.
+MAX_CHOICE_LEAD = 0.1
+# How long a claimed item is left to its sender without news. A live sender renews the
+# leases of its sends in flight every RENEW_EVERY seconds, however long Telegram takes; a
+# dead one's items are taken over by another process (or by itself, restarted) this long
+# after its last renewal. A turn that comes when less than a third of the lease is left (a
+# stalled process) is not trusted: the item is given back unsent.
+LEASE = timedelta(seconds=15)
+RENEW_EVERY = 5.0
+FORGET_TURNS_EVERY = 60.0  # seconds: recipients' old turns are dropped from the table
+BUSY_ELSEWHERE_POLL = 0.1  # seconds: an item is due but another process holds its chat
 _IN_FLIGHT = float("inf")  # in Sender._busy: a send to this recipient is under way
+
+
+class _ChatTaken(Exception):
+    """Another process took the chat's turn first: roll the turns back."""
 
 
 @dataclass(frozen=True)
@@ -210,11 +234,40 @@ class Sender:
         self._busy: dict[str, float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._scrub = scrub
+        # This process's name on the leases it holds: random, per start, and meaningless
+        # outside the outbox.
+        self._owner = new_id()
+        self._forget_turns_at = 0.0
+        self._lead = CHOICE_LEAD
+        self._leased: set[str] = set()  # ids of the items this process is sending now
+        # SQLite: the sender's own write transactions take turns here rather than in
+        # SQLite's busy handler, whose back-off sleeps (1, 2, 5, 10 ... ms) made a claim
+        # wait ~30 ms behind the bookkeeping of sends just done. (Other processes, and
+        # the handlers, still meet it there; PostgreSQL locks rows, and needs none of it.)
+        self._writes: asyncio.Lock | None = (
+            asyncio.Lock() if core.engine.dialect.name == "sqlite" else None
+        )
+        self._renewed_until = utcnow()
+        self._renewer: asyncio.Task[None] | None = None
         # Told, in the same transaction, when Telegram refuses a recipient for good (403):
         # for a member that is a safety signal (bot.welfare.unreachable), not an opt-out.
         self._unreachable = unreachable
         self.sent = 0
         self.failed = 0
+
+    @contextlib.asynccontextmanager
+    async def _write_turn(self) -> AsyncIterator[None]:
+        if self._writes is None:
+            yield
+            return
+        async with self._writes:
+            yield
+
+    @contextlib.asynccontextmanager
+    async def _writing(self) -> AsyncIterator[AsyncSession]:
+        """A session in a transaction, for one of the sender's writes."""
+        async with self._write_turn(), self._core.sessions() as session, session.begin():
+            yield session
 
     def wake(self) -> None:
         """Something was enqueued: look now instead of at the next poll."""
@@ -231,6 +284,7 @@ class Sender:
     def start(self) -> None:
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="outbox-sender")
+            self._renewer = asyncio.create_task(self._renew(), name="outbox-leases")
 
     async def stop(self) -> None:
         """Finish the sends in flight, then stop. Unsent items stay queued for next time."""
@@ -239,6 +293,27 @@ class Sender:
         if self._task is not None:
             await self._task
             self._task = None
+        if self._renewer is not None:
+            self._renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._renewer
+            self._renewer = None
+
+    async def _renew(self) -> None:
+        """Keep the leases of this process's sends in flight, so a slow Telegram answer
+        never lets another process send the same item."""
+        while True:
+            await asyncio.sleep(RENEW_EVERY)
+            leased = list(self._leased)
+            if not leased:
+                continue
+            until = utcnow() + LEASE
+            try:
+                async with self._writing() as session:
+                    await queue.renew(session, self._owner, leased, until)
+                self._renewed_until = until
+            except Exception as exc:  # tried again in a few seconds
+                log.warning("outbox leases not renewed: %s", type(exc).__name__)
 
     async def _run(self) -> None:
         while not self._stopping:
@@ -255,6 +330,11 @@ class Sender:
                 await asyncio.wait_for(self._wake.wait(), timeout=pause)
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        try:
+            async with self._writing() as session:
+                await queue.release_all(session, self._owner)
+        except Exception as exc:  # the leases run out by themselves
+            log.warning("outbox leases not given back: %s", type(exc).__name__)
 
     async def _step(self) -> float:
         """Start the most urgent sendable item, if any; return how long to wait before the
@@ -264,30 +344,32 @@ class Sender:
         try:
             # Choose just before the next turn is free: late enough that an urgent item
             # queued a moment ago is seen, early enough that the turn is taken on time.
-            await self._pace.wait_free(lead=CHOICE_LEAD)
+            await self._pace.wait_free(lead=self._lead)
             if self._stopping:
                 return 0.0
             now = time.monotonic()
             self._busy = {r: at for r, at in self._busy.items() if at > now}
             core = self._core
-            async with core.sessions() as session:
-                item = await queue.next_item(session, utcnow(), exclude=self._busy)
-                if item is None:
+            item = await self._claim()
+            took = time.monotonic() - now
+            self._lead = min(MAX_CHOICE_LEAD, max(CHOICE_LEAD, 0.8 * self._lead + 0.3 * took))
+            if item is None:
+                async with core.sessions() as session:
                     return await self._idle_for(session, now)
+            async with core.sessions() as session:
                 chat_id = await self._chat_id(session, item.recipient_id)
             if chat_id is None:
                 # Revoked or erased since it was queued: they receive nothing more.
-                async with core.sessions() as session, session.begin():
+                async with self._writing() as session:
                     await queue.remove(session, item.id)
                     await queue.count_broadcast(session, item.broadcast_id, delivered=False)
                 return 0.0
-            free_at = self._pace.chat_free_at(chat_id)
-            if free_at > time.monotonic():
-                # The chat had a message lately (a handler's answer): wait for its second.
-                self._busy[item.recipient_id] = free_at
-                return 0.0
-            await self._pace.turn(chat_id)
+            # The next choice waits a turn here; the turns themselves come from the shared
+            # budget, taken by the send's task (_deliver), so this loop waits on one short
+            # statement per item, not three.
+            self._pace.advance()
             self._busy[item.recipient_id] = _IN_FLIGHT
+            self._leased.add(item.id)
             task = asyncio.create_task(self._deliver(item, chat_id))
             self._tasks.add(task)
             task.add_done_callback(self._done)
@@ -297,10 +379,71 @@ class Sender:
             if not started:
                 self._slots.release()
 
+    async def _claim(self) -> OutboxItem | None:
+        """Lease the most urgent sendable item (one statement)."""
+        core, pace = self._core, self._pace
+        wall = time.monotonic()
+        async with self._write_turn(), core.sessions() as session:
+            async with session.begin():
+                item = await queue.claim_next(
+                    session,
+                    self._owner,
+                    utcnow(),
+                    lease=LEASE,
+                    per_chat=pace.per_chat,
+                    exclude=self._busy,
+                )
+                debt = pace.take_debt() if item is None else 0
+                if debt:
+                    # Nothing to send: the handlers' turns are charged all the same.
+                    await queue.reserve_turn(session, spacing=pace.spacing, debt=debt - 1)
+            if wall >= self._forget_turns_at:
+                self._forget_turns_at = wall + FORGET_TURNS_EVERY
+                async with session.begin():
+                    await queue.forget_turns(session, FORGET_TURNS_EVERY)
+        return item
+
+    async def _turns(self, item: OutboxItem, chat_id: int) -> float | None:
+        """The item's turns from the shared budget, charging the turns this process's
+        handlers used meanwhile: when to send (monotonic), or None if another process took
+        its chat a moment ago (the item is given back, its chat left out for a second)."""
+        pace = self._pace
+        debt = pace.take_debt()
+        try:
+            async with self._writing() as session:
+                turn = await queue.take_turns(
+                    session,
+                    item.recipient_id,
+                    spacing=pace.spacing,
+                    per_chat=pace.per_chat,
+                    late_credit=LATE_CREDIT,
+                    debt=debt,
+                )
+                if turn is None:
+                    raise _ChatTaken
+        except _ChatTaken:  # nothing of the transaction was kept
+            pace.owe(debt)
+            async with self._writing() as session:
+                await queue.release(session, item.id)
+            return None
+        except BaseException:
+            pace.owe(debt)
+            raise
+        # On this process's clock; and, should a handler here have answered this chat a
+        # moment ago, not before the chat's second is over.
+        send_at = max(time.monotonic() + turn.wait, pace.chat_free_at(chat_id))
+        pace.taken(send_at, chat_id)
+        return send_at
+
     async def _idle_for(self, session: AsyncSession, now: float) -> float:
         """Nothing sendable now: until a held-back chat frees up, the next item falls due,
         or the idle poll -- whichever is first (a wake-up cuts it short)."""
         soonest = self._idle_poll
+        free_at = await queue.next_unclaimed(session, utcnow(), exclude=self._busy)
+        if free_at is not None:
+            # Due and not held back here, yet not claimed: another process holds its chat
+            # for a moment, or the item itself until its lease runs out.
+            soonest = min(soonest, max((free_at - utcnow()).total_seconds(), BUSY_ELSEWHERE_POLL))
         waiting = [at for at in self._busy.values() if at != _IN_FLIGHT]
         if waiting:
             # A little past the moment: the loop's timers may fire a hair early.
@@ -329,10 +472,24 @@ class Sender:
 
     async def _deliver(self, item: OutboxItem, chat_id: int) -> None:
         try:
+            send_at = await self._turns(item, chat_id)
+            if send_at is None:
+                self._busy[item.recipient_id] = time.monotonic() + self._pace.per_chat
+                return
+            await asyncio.sleep(max(0.0, send_at - time.monotonic()))
+            assert item.claimed_until is not None
+            if utcnow() > max(item.claimed_until, self._renewed_until) - LEASE / 3:
+                # This process stalled: another may take the item over any moment now.
+                async with self._writing() as session:
+                    await queue.release(session, item.id)
+                return
             await self._deliver_one(item, chat_id)
         except Exception as exc:  # e.g. the database was busy: the item stays due
             log.error("outbox delivery step failed: %s", type(exc).__name__, exc_info=exc)
         finally:
+            # No longer renewed: whatever is left of the lease runs out, and the item (if it
+            # is still there) is due again for any process.
+            self._leased.discard(item.id)
             # The chat's own second runs from this send's turn (Pace.chat_free_at).
             self._busy[item.recipient_id] = self._pace.chat_free_at(chat_id)
             # A sent or failed item's readable text left the table: have the WAL forget
@@ -348,12 +505,12 @@ class Sender:
             )
         except Exception as exc:
             log.error("outbox item unreadable, marked failed: %s", type(exc).__name__)
-            async with core.sessions() as session, session.begin():
+            async with self._writing() as session:
                 await queue.mark_failed(session, item.id, "unreadable")
             self.failed += 1
             return
         if message.replaces is not None:
-            async with core.sessions() as session, session.begin():
+            async with self._writing() as session:
                 old = await clear_kind_now(session, item.recipient_id, message.replaces)
             if old:  # gone from the chat before the new one arrives
                 await delete_due(core, self._bot, person_id=item.recipient_id)
@@ -362,13 +519,13 @@ class Sender:
         except RetryAfter as exc:
             # The pace already holds every turn for this long (flood control is per bot).
             delay = retry_after_seconds(exc)
-            await self._later(item, delay, "429", count=False)
+            await self._later(item, delay, "429", count=False, pause=True)
         except Forbidden:
             await self._fail(item, message, "403")
         except BadRequest as exc:
             if message.edit_message_id is not None:
                 # Editing a message that is gone or unchanged: nothing left to do.
-                async with core.sessions() as session, session.begin():
+                async with self._writing() as session:
                     await queue.remove(session, item.id)
             else:
                 await self._fail(item, message, f"400 {type(exc).__name__}")
@@ -379,7 +536,7 @@ class Sender:
             # NetworkError (5xx, connection), TimedOut, and anything transient.
             await self._later(item, backoff(item.attempts), type(exc).__name__)
         else:
-            async with core.sessions() as session, session.begin():
+            async with self._writing() as session:
                 await queue.remove(session, item.id)
                 await queue.count_broadcast(session, item.broadcast_id, delivered=True)
                 if sent_message_id is not None:
@@ -414,17 +571,20 @@ class Sender:
         return sent.message_id
 
     async def _later(
-        self, item: OutboxItem, delay: float, error: str, *, count: bool = True
+        self, item: OutboxItem, delay: float, error: str, *, count: bool = True, pause: bool = False
     ) -> None:
-        async with self._core.sessions() as session, session.begin():
+        async with self._writing() as session:
             await queue.retry_later(
                 session, item.id, utcnow() + timedelta(seconds=delay), error, count=count
             )
+            if pause:
+                # Flood control is per bot: every process waits, not just this one.
+                await queue.pause_turns(session, delay)
 
     async def _fail(self, item: OutboxItem, message: Outgoing, error: str) -> None:
         core = self._core
         activity.count("sends failed")
-        async with core.sessions() as session, session.begin():
+        async with self._writing() as session:
             await queue.mark_failed(session, item.id, error)
             await queue.count_broadcast(session, item.broadcast_id, delivered=False)
             if error == "403" and self._unreachable is not None:

@@ -18,6 +18,13 @@ that is talking to the bot, which the fake Bot API models as a small bucket).
 A 429 that gets through anyway (another process on the same token, a stricter limit)
 pauses every turn for its ``retry_after``.
 
+Several processes (issue 13): the outbox sender takes each of its turns from the budget in
+the database (storage.outbox.claim_next), which every process shares, and tells the pace
+here (:meth:`Pace.taken`). A handler's answer does not wait for the database -- the person
+in front of the bot would feel it, and the update's transaction may be holding SQLite's
+write lock -- it takes a turn here and is owed (:meth:`Pace.take_debt`): the sender charges
+it to the shared budget with its next claim, a few tens of milliseconds later under load.
+
 Chat ids are in memory only, as everywhere: never logged or written.
 """
 
@@ -78,12 +85,23 @@ class Pace(BaseRateLimiter[str]):
         self._last = -1e9
         self._paused_until = 0.0
         self._chat_last: dict[int, float] = {}
+        self._debt = 0
 
     async def initialize(self) -> None:
         """Nothing to set up; required by PTB's interface."""
 
     async def shutdown(self) -> None:
         """Nothing to release; required by PTB's interface."""
+
+    @property
+    def spacing(self) -> float:
+        """Seconds between two turns."""
+        return self._spacing
+
+    @property
+    def per_chat(self) -> float:
+        """Seconds between two outbox messages to one chat."""
+        return self._per_chat
 
     def free_at(self) -> float:
         """When the next turn is free (monotonic seconds)."""
@@ -92,6 +110,33 @@ class Pace(BaseRateLimiter[str]):
     def chat_free_at(self, chat_id: int) -> float:
         """When this chat may get its next message from the outbox."""
         return self._chat_last.get(chat_id, -1e9) + self._per_chat
+
+    def taken(self, at: float, chat_id: int) -> None:
+        """The sender was given the turn at ``at`` (monotonic) for ``chat_id`` by the shared
+        budget: later turns here follow it."""
+        self._last = max(self._last, at)
+        self._remember_chat(chat_id, at)
+
+    def advance(self) -> None:
+        """Move on by one turn without waiting (the outbox sender, whose real turn comes
+        from the shared budget a moment later and is noted with :meth:`taken`)."""
+        self._last = max(self._last + self._spacing, self._clock() - self._spacing * LATE_CREDIT)
+
+    def take_debt(self) -> int:
+        """Turns handlers took since the last call, for the sender to charge to the shared
+        budget; the count starts again from nothing."""
+        debt, self._debt = self._debt, 0
+        return debt
+
+    def owe(self, turns: int) -> None:
+        """Turns taken from :meth:`take_debt` that could not be charged after all."""
+        self._debt += turns
+
+    def _remember_chat(self, chat_id: int, at: float) -> None:
+        if len(self._chat_last) >= CHATS_REMEMBERED:
+            now = self._clock()
+            self._chat_last = {c: t for c, t in self._chat_last.items() if t + self._per_chat > now}
+        self._chat_last[chat_id] = at
 
     def pause(self, seconds: float) -> None:
         """Telegram said "retry after": every turn waits, not just the refused one."""
@@ -113,11 +158,7 @@ class Pace(BaseRateLimiter[str]):
         # more than 29 turns even so (bench/outbox_bench.py counts them at the server).
         self._last = max(self._last + self._spacing, now - self._spacing * LATE_CREDIT)
         if chat_id is not None:
-            if len(self._chat_last) >= CHATS_REMEMBERED:
-                self._chat_last = {
-                    c: t for c, t in self._chat_last.items() if t + self._per_chat > now
-                }
-            self._chat_last[chat_id] = now
+            self._remember_chat(chat_id, now)
 
     async def process_request(
         self,
@@ -133,6 +174,7 @@ class Pace(BaseRateLimiter[str]):
         chat_id = chat if isinstance(chat, int) else None
         if paced and rate_limit_args != TAKEN:
             await self.turn(chat_id)
+            self._debt += 1
         try:
             return await callback(*args, **kwargs)
         except RetryAfter as exc:
@@ -143,6 +185,7 @@ class Pace(BaseRateLimiter[str]):
         # A handler's answer to the person in front of it: once more after the pause,
         # rather than an error message that would itself have to wait.
         await self.turn(chat_id)
+        self._debt += 1
         return await callback(*args, **kwargs)
 
 

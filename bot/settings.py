@@ -12,6 +12,8 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dotenv import dotenv_values
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
 
 from bot.cadence import Window, parse_duration, parse_window
 
@@ -51,11 +53,13 @@ class Secret:
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path
+    # Without its password, so it can be shown and logged; ``engine_url()`` adds it.
     database_url: str
     secrets_dir: Path
     telegram_api_base_url: str
     telegram_bot_token: Secret | None = field(default=None)
     passphrase: Secret | None = field(default=None)
+    database_password: Secret | None = field(default=None)
     checkin_timeout_minutes: float = 30.0
     escalate_minutes: float = 15.0
     sweep_seconds: float = 30.0
@@ -86,6 +90,10 @@ class Settings:
     def webapp_prefix(self) -> str:
         """The path the Mini App is served under (from ``webapp_url``)."""
         return urllib.parse.urlsplit(self.webapp_url or "/").path
+    # Whether this process takes updates from Telegram (SAFERELAY_UPDATES). Telegram allows
+    # one getUpdates consumer per bot: with several processes, exactly one has it on; the
+    # others only send from the shared outbox and run the sweeps.
+    updates: bool = True
 
     @property
     def old_secrets_dir(self) -> Path:
@@ -107,6 +115,17 @@ class Settings:
         if self.webhook_url is None:
             raise SettingsError("SAFERELAY_WEBHOOK_URL is not set.")
         return urllib.parse.urlsplit(self.webhook_url).path or "/"
+    def database_dialect(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return make_url(self.database_url).get_backend_name()
+
+    def engine_url(self) -> URL:
+        """The URL to connect with, password included. A SQLAlchemy URL hides its password
+        when printed or logged; never render it with ``hide_password=False``."""
+        url = make_url(self.database_url)
+        if self.database_password is not None:
+            url = url.set(password=self.database_password.get())
+        return url
 
     def require_token(self) -> str:
         """The bot token, or a :class:`SettingsError` saying exactly what to set."""
@@ -194,6 +213,15 @@ def _webhook_url(env: Mapping[str, str]) -> str | None:
             "SAFERELAY_WEBHOOK_URL takes a plain address: no query, fragment or password."
         )
     return raw
+def _switch(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("on", "true", "yes", "1"):
+        return True
+    if raw in ("off", "false", "no", "0"):
+        return False
+    raise SettingsError(f"{name} must be on or off, not {raw!r}.")
 
 
 def _secrets_dir(env: Mapping[str, str]) -> Path:
@@ -205,6 +233,52 @@ def _secrets_dir(env: Mapping[str, str]) -> Path:
     config_home = env.get("XDG_CONFIG_HOME", "").strip()
     base = Path(config_home).expanduser() if config_home else Path.home() / ".config"
     return base / "saferelay"
+
+
+_POSTGRES_SCHEMES = ("postgresql", "postgres", "postgresql+asyncpg")
+DATABASE_URL_HINT = (
+    "DATABASE_URL must be sqlite:///path/to/file.db (the default, in the data directory) or "
+    "postgresql://user@host:5432/dbname (the password in DATABASE_PASSWORD_FILE)"
+)
+
+
+def _database(env: Mapping[str, str], data_dir: Path) -> tuple[str, Secret | None]:
+    """``DATABASE_URL`` with the driver this version uses (aiosqlite, asyncpg), and its
+    password taken out of it: from the URL itself or from ``DATABASE_PASSWORD_FILE`` (a
+    Docker secret such as /run/secrets/db_password), so it is never shown with the URL."""
+    raw = env.get("DATABASE_URL", "").strip()
+    if not raw:
+        return f"sqlite+aiosqlite:///{(data_dir / 'saferelay.db').resolve()}", None
+    try:
+        url = make_url(raw)
+    except ArgumentError:
+        raise SettingsError(f"{DATABASE_URL_HINT}.") from None
+    if url.drivername in ("sqlite", "sqlite+aiosqlite"):
+        if not url.database or url.database == ":memory:":
+            raise SettingsError(f"{DATABASE_URL_HINT}; an SQLite URL needs a file path.")
+        return url.set(drivername="sqlite+aiosqlite").render_as_string(), None
+    if url.drivername not in _POSTGRES_SCHEMES:
+        raise SettingsError(f"{DATABASE_URL_HINT}, not {url.drivername}://.")
+    if not url.database:
+        raise SettingsError(f"{DATABASE_URL_HINT}; the URL names no database.")
+    password = url.password
+    password_file = env.get("DATABASE_PASSWORD_FILE", "").strip()
+    if password_file:
+        if password is not None:
+            raise SettingsError(
+                "DATABASE_URL has a password and DATABASE_PASSWORD_FILE is set too: keep the "
+                "password only in the file."
+            )
+        try:
+            password = Path(password_file).expanduser().read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise SettingsError(
+                f"DATABASE_PASSWORD_FILE: cannot read {password_file} ({exc.strerror})."
+            ) from None
+        if not password:
+            raise SettingsError(f"DATABASE_PASSWORD_FILE: {password_file} is empty.")
+    shown = url.set(drivername="postgresql+asyncpg", password=None)
+    return shown.render_as_string(), Secret(password) if password is not None else None
 
 
 def load_settings(
@@ -220,15 +294,7 @@ def load_settings(
     data_dir = Path(env.get("SAFERELAY_DATA_DIR", "").strip() or "./data").expanduser()
     secrets_dir = _secrets_dir(env)
 
-    database_url = env.get("DATABASE_URL", "").strip()
-    if not database_url:
-        database_url = f"sqlite+aiosqlite:///{(data_dir / 'saferelay.db').resolve()}"
-    elif database_url.startswith("sqlite:///"):
-        database_url = "sqlite+aiosqlite:///" + database_url[len("sqlite:///") :]
-    if not database_url.startswith("sqlite+aiosqlite:///"):
-        raise SettingsError(
-            "DATABASE_URL must be an SQLite URL (sqlite:///path/to/file.db) in this version."
-        )
+    database_url, database_password = _database(env, data_dir)
 
     base_url = env.get("TELEGRAM_API_BASE_URL", "").strip() or TELEGRAM_API
     if not re.match(r"^https?://[^/\s]+(/\S*)?$", base_url):
@@ -255,6 +321,7 @@ def load_settings(
         telegram_api_base_url=base_url,
         telegram_bot_token=token,
         passphrase=Secret(passphrase_raw) if passphrase_raw else None,
+        database_password=database_password,
         checkin_timeout_minutes=_number(
             env, "SAFERELAY_CHECKIN_TIMEOUT_MINUTES", 30.0, 0.01, 24 * 60
         ),
@@ -275,6 +342,7 @@ def load_settings(
         web_port=int(_number(env, "SAFERELAY_WEB_PORT", 8080, 0, 65535)),
         webhook_url=_webhook_url(env),
         webapp_url=_webapp_url(env),
+        updates=_switch(env, "SAFERELAY_UPDATES", True),
     )
 
 

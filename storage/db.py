@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -9,13 +11,15 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, event
+from sqlalchemy import URL, Connection, event
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
+
+log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -32,7 +36,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def make_engine(url: str) -> AsyncEngine:
+def make_engine(url: str | URL) -> AsyncEngine:
     """An async engine; SQLite gets WAL and the pragmas above on every connection."""
     engine = create_async_engine(url)
     if engine.dialect.name == "sqlite":
@@ -72,7 +76,8 @@ async def current_revision(engine: AsyncEngine) -> str | None:
 
 async def migrate(engine: AsyncEngine, revision: str = "head") -> bool:
     """Bring the schema to the newest revision. Returns whether anything changed."""
-    url = engine.url.render_as_string(hide_password=False)
+    # The connection is handed to Alembic, so its URL is only a name: no password in it.
+    url = engine.url.render_as_string(hide_password=True)
     before = await current_revision(engine)
     if before == (head_revision(url) if revision == "head" else revision):
         return False
@@ -93,6 +98,24 @@ async def migrate(engine: AsyncEngine, revision: str = "head") -> bool:
                 await connection.exec_driver_sql("PRAGMA foreign_keys=ON")
                 await connection.commit()
     return True
+
+
+async def wait_for_schema(engine: AsyncEngine, poll: float = 1.0) -> None:
+    """Until another process (the one that takes updates) has brought the schema to the
+    newest revision; a process that only sends and sweeps never migrates."""
+    url = engine.url.render_as_string(hide_password=True)
+    head = head_revision(url)
+    told = False
+    while True:
+        try:
+            if await current_revision(engine) == head:
+                return
+        except Exception:  # noqa: S110 - no table yet: the migrating process has not begun
+            pass
+        if not told:
+            log.info("waiting for the process that takes updates to migrate the database")
+            told = True
+        await asyncio.sleep(poll)
 
 
 async def truncate_wal(engine: AsyncEngine) -> bool:

@@ -26,6 +26,7 @@ from typing import Any
 from sqlalchemy import (
     CheckConstraint,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -316,6 +317,13 @@ class OutboxItem(Base):
         # sorts every due item before each send.
         Index("ix_outbox_next_item", "status", "priority", "due_at", "created_at", "recipient_id"),
         Index(None, "recipient_id"),
+        # Only items a sender is sending now carry a lease (renewed every few seconds).
+        Index(
+            None,
+            "claimed_by",
+            sqlite_where=text("claimed_by IS NOT NULL"),
+            postgresql_where=text("claimed_by IS NOT NULL"),
+        ),
         # Only re-alerts carry a key: the index holds those rows and no others.
         Index(
             None,
@@ -344,6 +352,39 @@ class OutboxItem(Base):
     broadcast_id: Mapped[str | None] = mapped_column(
         ForeignKey("broadcasts.id", ondelete="CASCADE"), nullable=True, index=True
     )
+    # The lease of the sender process sending it now (storage.outbox.claim_next): others
+    # leave it alone until ``claimed_until``; a crashed sender's lease runs out and the item
+    # is taken over, so nothing accepted is lost. ``claimed_by`` is a random id per process.
+    claimed_by: Mapped[str | None] = mapped_column(String(ID_LENGTH), nullable=True)
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class SendPace(Base):
+    """Telegram's flood budget, shared by every process that sends (storage.outbox).
+
+    One row per key: ``*`` holds the last overall turn handed out (about 30 a second for the
+    whole bot, however many processes send), and a recipient's id the last turn given to
+    their chat (about one a second). ``last_at`` is wall-clock seconds since the epoch (the
+    processes share a machine or NTP). A recipient's row lives a minute or two after their
+    last message: that a message went to someone, and when, is no more than the outbox
+    itself held while it waited."""
+
+    __tablename__ = "send_pace"
+
+    key: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    last_at: Mapped[float] = mapped_column(Float())
+
+
+class SweepLease(Base):
+    """Which process runs a periodic sweep (escalations, prompts, deletions...) right now
+    (bot.sweeps): one at a time, so every due row is acted on once however many processes
+    run. A lease that is not renewed (a crashed process) runs out after a few seconds."""
+
+    __tablename__ = "sweep_leases"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(ID_LENGTH))
+    until: Mapped[float] = mapped_column(Float())
 
 
 class ChatMessage(Base):

@@ -4,12 +4,13 @@ local fake Bot API server on 127.0.0.1."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import io
 import logging
 import os
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,8 +27,18 @@ from crypto.boxes import TeamOpener
 from crypto.keyfile import KdfCost
 from crypto.keystore import TEAM_KEY_FILE, SecretsDir, unlock_team_key
 from sandbox import FakeBotApi, FakeUser
-from storage.db import migrate
+from storage.db import make_engine, migrate
 from storage.models import Person, Role, new_id
+from tests.postgres import TEMPLATE, PostgresCluster, start_cluster
+
+# Which database the `data_dir` (hence `core`, `bot`, `make_settings`) tests run on:
+# "sqlite" (the embedded default) or "postgresql" (a throwaway cluster, tests/postgres.py).
+# tests/run runs the storage, service and end-to-end tests a second time with "postgresql".
+TEST_DATABASE = os.environ.get("SAFERELAY_TEST_DATABASE", "sqlite").strip() or "sqlite"
+if TEST_DATABASE not in ("sqlite", "postgresql"):
+    raise RuntimeError("SAFERELAY_TEST_DATABASE must be sqlite or postgresql")
+# A test's data directory -> the PostgreSQL database made for it (make_settings reads it).
+_DATABASE_OF: dict[Path, str] = {}
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -88,9 +99,12 @@ def make_keys(data_dir: Path) -> None:
 
 
 def make_settings(data_dir: Path, api: FakeBotApi | None = None, **extra: str) -> Settings:
+    """Settings for a test's bot; on the PostgreSQL pass, with the database the `data_dir`
+    fixture made for it (unless ``extra`` names a DATABASE_URL of its own)."""
     env = {
         "SAFERELAY_DATA_DIR": str(data_dir),
         "SAFERELAY_SECRETS_DIR": str(secrets_of(data_dir)),
+        **({"DATABASE_URL": _DATABASE_OF[data_dir]} if data_dir in _DATABASE_OF else {}),
         **extra,
     }
     if api is not None:
@@ -98,11 +112,74 @@ def make_settings(data_dir: Path, api: FakeBotApi | None = None, **extra: str) -
     return load_settings(env)
 
 
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresCluster]:
+    """A PostgreSQL server for the whole session (started on first use), stopped at the end."""
+    cluster = start_cluster()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def _run_async(coroutine: Awaitable[object]) -> None:
+    """Run a coroutine to completion from synchronous code, in a thread of its own (a
+    session fixture may be set up while a test's event loop is running)."""
+
+    async def wrapped() -> None:
+        await coroutine
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, wrapped()).result()
+
+
+@pytest.fixture(scope="session")
+def postgres_template(postgres: PostgresCluster) -> str:
+    """A database migrated to the newest revision once, that each test's database copies."""
+    name = postgres.create_database(TEMPLATE)
+
+    async def migrated() -> None:
+        engine = make_engine(postgres.url(name))
+        try:
+            await migrate(engine)
+        finally:
+            await engine.dispose()
+
+    _run_async(migrated())
+    return name
+
+
 @pytest.fixture
-def data_dir(tmp_path: Path) -> Path:
+def postgres_url(postgres: PostgresCluster, postgres_template: str) -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database for this test alone (dropped afterwards)."""
+    name = postgres.create_database(template=postgres_template)
+    try:
+        yield postgres.url(name)
+    finally:
+        postgres.drop_database(name)
+
+
+@pytest.fixture
+def empty_postgres_url(postgres: PostgresCluster) -> Iterator[str]:
+    """A fresh PostgreSQL database with no schema at all (migration and restore tests)."""
+    name = postgres.create_database()
+    try:
+        yield postgres.url(name)
+    finally:
+        postgres.drop_database(name)
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Path]:
+    """A fresh data directory with keys; on the PostgreSQL pass also a fresh database."""
     path = tmp_path / "data"
     make_keys(path)
-    return path
+    if TEST_DATABASE == "postgresql":
+        _DATABASE_OF[path] = request.getfixturevalue("postgres_url")
+    try:
+        yield path
+    finally:
+        _DATABASE_OF.pop(path, None)
 
 
 @pytest.fixture
@@ -228,7 +305,7 @@ class RunningBot:
 
 
 async def start_bot(api: FakeBotApi, settings: Settings) -> SafeApplication:
-    """What run_polling (or, with SAFERELAY_WEBHOOK_URL, run_webhook) does, step by step,
+    """What run_polling (or, with SAFERELAY_WEBHOOK_URL, run_without_polling) does, step by step,
     without taking over the event loop."""
     app = build_application(settings)
     await app.initialize()

@@ -204,7 +204,7 @@ async def test_a_message_survives_the_bot_being_killed_mid_send(
 
 async def _outbox_empty(data_dir: Path) -> None:
     """Until the running bot's outbox holds nothing (read from its database file)."""
-    engine = make_engine(make_settings(data_dir).database_url)
+    engine = make_engine(make_settings(data_dir).engine_url())
     try:
 
         async def empty() -> bool:

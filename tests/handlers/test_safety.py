@@ -130,7 +130,7 @@ async def test_pending_deletions_survive_a_restart(api: FakeBotApi, data_dir: Pa
     await stop_bot(app)
     assert api.visible(member.chat_id) != []
     # When the bot is down past the delay, then starts again
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.engine_url())
     async with make_sessionmaker(engine)() as session:
         latest = await session.scalar(select(func.max(ChatMessage.delete_at)))
     await engine.dispose()

@@ -237,6 +237,11 @@ async def test_the_outbox_selection_is_an_index_walk_without_a_sort(
         async with core.sessions() as session, session.begin():
             await outbox.next_item(session, now, exclude=busy)
             await outbox.next_item(session, now)
+            # (several processes: the claim that leases the choice, and the idle look)
+            await outbox.claim_next(
+                session, "sender", now, lease=timedelta(seconds=15), per_chat=1.05, exclude=busy
+            )
+            await outbox.next_unclaimed(session, now, exclude=busy)
             await outbox.next_due(session, now)
             await outbox.pending_count(session)
             await outbox.drop_collapsed(session, f"esc:{seeded.urgent_case}")

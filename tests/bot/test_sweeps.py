@@ -1,0 +1,86 @@
+"""The database-held coordination of several processes (issue 13), on its own: a sweep's
+lease, and the flood budget turns are taken from. Both are the same statements on SQLite
+and PostgreSQL; tests/bot/test_workers.py runs them in real processes."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from datetime import timedelta
+
+from bot.core import Core
+from bot.sweeps import LEASE_SECONDS, exclusive
+from storage import leases
+from storage import outbox as queue
+from storage.models import OutboxItem, new_id, utcnow
+from tests.conftest import bare_people
+
+
+async def test_a_sweep_runs_in_one_place_at_a_time(core: Core) -> None:
+    # Given one run of the prompts sweep under way
+    async with exclusive(core, "prompts") as first:
+        # When another run (of this process or another) starts meanwhile
+        async with exclusive(core, "prompts") as second:
+            pass
+        # ... while a different sweep is free to run
+        async with exclusive(core, "escalations") as other:
+            pass
+    # Then only the first ran; once it ended, the next run may
+    async with exclusive(core, "prompts") as later:
+        pass
+    assert (first, second, other, later) == (True, False, True, True)
+
+
+async def test_a_lease_left_by_a_dead_process_runs_out(core: Core) -> None:
+    # Given a process that took the escalations sweep and died without giving it back
+    now = time.time()
+    async with core.sessions() as session, session.begin():
+        assert await leases.take(session, "escalations", new_id(), now, now + LEASE_SECONDS)
+    async with exclusive(core, "escalations") as meanwhile:
+        pass
+    # When its lease has run out
+    later = now + LEASE_SECONDS + 1
+    async with core.sessions() as session, session.begin():
+        taken = await leases.take(session, "escalations", new_id(), later, later + 30)
+    # Then another process takes the sweep over
+    assert (meanwhile, taken) == (False, True)
+
+
+async def test_concurrent_claims_never_take_one_item_twice(core: Core) -> None:
+    # Given 40 messages for 40 people
+    people = bare_people(40)
+    async with core.sessions() as session, session.begin():
+        session.add_all(people)
+        await session.flush()
+        session.add_all(OutboxItem(id=new_id(), recipient_id=p.id, payload=b"x") for p in people)
+
+    async def claim(owner: str) -> str | None:
+        async with core.sessions() as session, session.begin():
+            got = await queue.claim_next(
+                session, owner, utcnow(), lease=timedelta(seconds=15), per_chat=1.05
+            )
+            if got is None:
+                return None
+            turn = await queue.take_turns(
+                session, got.recipient_id, spacing=1 / 28.8, per_chat=1.05
+            )
+        return got.id if turn is not None else None
+
+    # When eight senders claim five times each, all at once
+    claimed = await asyncio.gather(*(claim(f"sender {n % 8}") for n in range(40)))
+    # Then no item was given to two of them
+    got = [c for c in claimed if c is not None]
+    assert len(got) == len(set(got)) == 40
+
+
+async def test_turns_given_out_are_spaced_however_many_take_them(core: Core) -> None:
+    # When 60 turns are reserved at once (as by several processes)
+    async def turn() -> float:
+        async with core.sessions() as session, session.begin():
+            return (await queue.reserve_turn(session, spacing=1 / 28.8)).at
+
+    turns = sorted(await asyncio.gather(*(turn() for _ in range(60))))
+    # Then they are spaced at the rate: no second holds more than 29 of them
+    assert all(b - a >= 1 / 28.8 - 1e-9 for a, b in itertools.pairwise(turns))
+    assert min(b - a for a, b in zip(turns, turns[29:], strict=False)) > 1.0

@@ -34,7 +34,7 @@ from bot.audit import (
     recent,
     record,
 )
-from bot.settings import Settings, SettingsError, load_settings
+from bot.settings import Settings, SettingsError, database_from, load_settings
 from crypto.errors import CryptoError, KeyFileError
 from crypto.keyfile import check_passphrase
 from crypto.keystore import (
@@ -366,7 +366,13 @@ def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
     from bot import reports
     from bot.report_output import chart_language, table, write_chart, write_csv
 
-    if args.db:
+    if args.db and "://" in args.db:
+        try:
+            url, password = database_from({"DATABASE_URL": args.db}, settings.data_dir)
+        except SettingsError as exc:
+            raise CliError(f"--db: {exc}") from None
+        settings = replace(settings, database_url=url, database_password=password)
+    elif args.db:
         settings = replace(settings, database_url=f"sqlite+aiosqlite:///{Path(args.db).resolve()}")
         if not Path(args.db).exists():
             raise CliError(f"No database file at {args.db}.")
@@ -577,7 +583,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help=f"the team key file (default ./{TEAM_KEY_FILE})",
     )
-    report.add_argument("--db", metavar="PATH", help="a database file (default DATABASE_URL)")
+    report.add_argument(
+        "--db", metavar="PATH", help="a database file or URL (default DATABASE_URL)"
+    )
     report.add_argument("--by", choices=["year", "quarter", "month"], default="year")
     report.add_argument("--since", metavar="DATE", help="from 2016, 2016-07 or 2016-07-15")
     report.add_argument("--until", metavar="DATE", help="to the end of 2018, 2018-06, ...")

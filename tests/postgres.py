@@ -136,7 +136,9 @@ def start_cluster() -> PostgresCluster:
         options = (
             f"-c listen_addresses='' -c unix_socket_directories='{cluster.socket_dir}' "
             "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
-            "-c max_connections=200"
+            "-c max_connections=200 "
+            # Not UTC, on purpose: a timestamp that depends on the session's zone shows up.
+            "-c timezone=Asia/Seoul"
         )
         cluster._run(
             "pg_ctl", "start", "-D", str(cluster.data), "-w", "-s",

@@ -1,4 +1,4 @@
-"""The ``saferelay`` command: init, invite, run, report, audit.
+"""The ``saferelay`` command: init, invite, run, report, audit, backup, restore.
 
 Output here is for the person at the shell (so ``print`` is right); the bot's own activity
 goes through logging, which is redacted.
@@ -550,6 +550,37 @@ def _actor_shown(actor_id: str | None, staff_names: dict[str, str]) -> str:
     return staff_names.get(actor_id, actor_id)
 
 
+def cmd_backup(settings: Settings, args: argparse.Namespace) -> int:
+    """A backup of the database to PATH, while the bot runs (README, "Backups")."""
+    from bot.backup import BackupError, backup
+
+    try:
+        done = backup(settings, Path(args.path), overwrite=args.force)
+    except BackupError as exc:
+        raise CliError(str(exc)) from None
+    print(f"Backed up the {done.kind} database to {done.path} ({done.size / 1024:.0f} KiB).")
+    print("It holds every sealed record and opens nothing alone; with server.json it tells who")
+    print("is enrolled. Keep it off this server, encrypted, and never beside server.json or")
+    print("the team key. Test a restore now and then (README, Backups).")
+    return 0
+
+
+def cmd_restore(settings: Settings, args: argparse.Namespace) -> int:
+    """Restore the database from a backup into a fresh data directory or empty database."""
+    from bot.backup import BackupError, restore
+
+    secrets = _require_initialised(settings).load()
+    try:
+        done = restore(settings, secrets, Path(args.path), overwrite=args.force)
+    except BackupError as exc:
+        raise CliError(str(exc)) from None
+    print(f"Restored the {done.kind} database from {done.path}: {done.people} people.")
+    if done.migrated:
+        print("The backup came from an older version: its schema is now up to date.")
+    print("The server secrets here open it. Next: `saferelay run`.")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="saferelay", description="A privacy-first Telegram bot for check-ins and help."
@@ -612,6 +643,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--lang", choices=["en", "ko", "zh"], help="chart labels (default: from LANG)"
     )
     report.set_defaults(func=cmd_report)
+    backup = sub.add_parser("backup", help="back up the database to a file (bot may run)")
+    backup.add_argument("path", metavar="PATH", help="the backup file to write")
+    backup.add_argument("--force", action="store_true", help="replace PATH if it exists")
+    backup.set_defaults(func=cmd_backup)
+    restore = sub.add_parser(
+        "restore", help="restore the database from a backup (bot stopped, server.json in place)"
+    )
+    restore.add_argument("path", metavar="PATH", help="a file made by `saferelay backup`")
+    restore.add_argument(
+        "--force", action="store_true", help="replace a database that already holds data"
+    )
+    restore.set_defaults(func=cmd_restore)
     audit = sub.add_parser("audit", help="check or show the audit trail of staff actions")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
     verify = audit_sub.add_parser(

@@ -170,17 +170,17 @@ def line(f: Figures) -> str:
 async def main(members: int, requests: int, window: float) -> None:
     configure_logging(logging.WARNING, io.StringIO())
     results = [await one_database("SQLite", None, members, requests, window)]
+    print(line(results[0]), flush=True)
     cluster: PostgresCluster = start_cluster(durable=True)
     try:
         name = cluster.create_database("bench")
         results.append(
             await one_database("PostgreSQL", cluster.url(name), members, requests, window)
         )
+        print(line(results[1]), flush=True)
     finally:
         cluster.stop()
     print(f"{members:,} members, {requests} help requests, paced window {window:.0f} s")
-    for figures in results:
-        print(line(figures))
     lite, pg = results
     print(
         "ratios PostgreSQL / SQLite: help requests "

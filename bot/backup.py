@@ -252,15 +252,20 @@ async def _check_secrets_open(engine: AsyncEngine, secrets: ServerSecrets) -> in
             )
         ).all()
         people = int(await connection.scalar(select(func.count()).select_from(Person)) or 0)
-    for person_id, chat_ref in rows:
+
+    def opens(person_id: str, chat_ref: bytes) -> bool:
         try:
             secrets.server_box.open_int(bytes(chat_ref), chat_place(person_id))
         except CryptoError:
-            raise BackupError(
-                "Restored, but the server secrets here do not open this backup's chat ids: "
-                "put back the server.json that was in use when the backup was made (in "
-                "SAFERELAY_SECRETS_DIR), or the bot cannot reach anyone."
-            ) from None
+            return False
+        return True
+
+    if rows and not any(opens(person_id, chat_ref) for person_id, chat_ref in rows):
+        raise BackupError(
+            "Restored, but the server secrets here do not open this backup's chat ids: "
+            "put back the server.json that was in use when the backup was made (in "
+            "SAFERELAY_SECRETS_DIR), or the bot cannot reach anyone."
+        )
     return people
 
 

@@ -22,7 +22,6 @@ from tests.conftest import (
     PASSPHRASE,
     TEST_DATABASE,
     RunningBot,
-    bare_people,
     database_env,
     make_keys,
     make_settings,
@@ -105,14 +104,12 @@ async def test_a_backup_restored_on_a_fresh_data_directory_shows_the_same(
     await mina.press(t("en", "btn_claim"), message=alert)
     await running.api.wait_idle()
     core = running.core
-    surveyed = bare_people(7, start=100)
+    surveyed = await running.seed(7, 661000)
     async with core.sessions() as session, session.begin():
-        session.add_all(surveyed)
-        await session.flush()
-        for n, person in enumerate(surveyed):
+        for n, (person_id, _) in enumerate(surveyed):
             answers = CheckInAnswers(1 + n % 5, n % 2 == 0)
             at = datetime(2025, 1 + n, 1, tzinfo=UTC)
-            await record_checkin(session, core.secrets.team_sealer, person.id, answers, at=at)
+            await record_checkin(session, core.secrets.team_sealer, person_id, answers, at=at)
     before_cases = await cases_shown(mina)
     report = ("report", "--key", str(team_key_of(data_dir)), "--since", "2025", "--until", "2025")
     env = env_of(data_dir, database_env(data_dir))

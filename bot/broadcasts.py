@@ -404,12 +404,15 @@ async def cancel_broadcast(session: AsyncSession, actor: Actor, broadcast_id: st
         return CancelOutcome.REFUSED
     if broadcast.status not in OPEN:
         return CancelOutcome.OVER
-    broadcast.status, broadcast.dirty = BroadcastStatus.CANCELLED.value, True
+    # The queued copies first, then the broadcast: the order the sender takes its locks in
+    # (an outbox row, then the broadcast's count). The other way round, PostgreSQL found a
+    # deadlock between a Stop pressed mid-broadcast and a copy being counted.
     await session.execute(
         delete(OutboxItem).where(
             OutboxItem.broadcast_id == broadcast_id, OutboxItem.status == "pending"
         )
     )
+    broadcast.status, broadcast.dirty = BroadcastStatus.CANCELLED.value, True
     await record(session, AuditAction.CANCEL, actor_id=actor.person_id, object_id=broadcast_id)
     return CancelOutcome.STOPPED
 

@@ -110,7 +110,7 @@ async def remember(
     it is sooner (an invite link goes when the invite expires); ``about`` links a staff copy
     to the member and request it is about. A message already scheduled (an edit keeps its
     id) is updated, never added twice; ``fresh`` says they were just sent or received, so
-    none can be known yet (one query fewer on the hot path).
+    none can be known yet (one query fewer on the hot path; SQLite only).
     """
     ids = list(dict.fromkeys(message_ids))
     if not ids:
@@ -122,6 +122,31 @@ async def remember(
     delete_at = now if at_once else now + _stay(person, settings, about)
     if until is not None:
         delete_at = min(delete_at, max(until, now))
+    if session.get_bind().dialect.name == "postgresql":
+        # One INSERT ... ON CONFLICT, not a look-up then an insert: the sender may record
+        # the same message (just sent, its button pressed at once) between the two, and the
+        # insert would then fail the unique index and lose this whole update. SQLite keeps
+        # the insert for the commit's flush: there an early write would hold the database's
+        # one write lock for the rest of the update.
+        await _upsert(
+            session,
+            [
+                {
+                    "id": new_id(),
+                    "person_id": person_id,
+                    "message_id": m,
+                    "sent_at": now,
+                    "delete_at": delete_at,
+                    "outgoing": outgoing,
+                    "about_member_id": about.member_id if about else None,
+                    "case_id": about.case_id if about else None,
+                    "kind": about.kind if about else None,
+                }
+                for m in ids
+            ],
+            about=about is not None,
+        )
+        return
     known = (
         set()
         if fresh
@@ -167,6 +192,28 @@ async def remember(
     )
 
 
+async def _upsert(session: AsyncSession, rows: list[dict[str, Any]], *, about: bool) -> None:
+    """Insert these chat messages; one already scheduled keeps the sooner deletion, and
+    takes what it is about when ``about`` is given."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    statement = insert(ChatMessage).values(rows)
+    sooner = func.least if dialect == "postgresql" else func.min
+    changes: dict[str, Any] = {
+        "delete_at": sooner(ChatMessage.delete_at, statement.excluded.delete_at)
+    }
+    if about:
+        changes |= {
+            name: getattr(statement.excluded, name)
+            for name in ("about_member_id", "case_id", "kind")
+        }
+    await session.execute(
+        statement.on_conflict_do_update(
+            index_elements=[ChatMessage.person_id, ChatMessage.message_id], set_=changes
+        )
+    )
+
+
 async def record_sent(
     session: AsyncSession,
     settings: Settings,
@@ -186,32 +233,22 @@ async def record_sent(
     if person is None:
         return
     now = utcnow()
-    dialect = session.get_bind().dialect.name
-    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
-    statement = insert(ChatMessage).values(
-        id=new_id(),
-        person_id=person_id,
-        message_id=message_id,
-        sent_at=now,
-        delete_at=now + _stay(person, settings, about),
-        outgoing=True,
-        about_member_id=about.member_id if about else None,
-        case_id=about.case_id if about else None,
-        kind=about.kind if about else None,
-    )
-    sooner = func.least if dialect == "postgresql" else func.min
-    changes: dict[str, Any] = {
-        "delete_at": sooner(ChatMessage.delete_at, statement.excluded.delete_at)
-    }
-    if about is not None:
-        changes |= {
-            name: getattr(statement.excluded, name)
-            for name in ("about_member_id", "case_id", "kind")
-        }
-    await session.execute(
-        statement.on_conflict_do_update(
-            index_elements=[ChatMessage.person_id, ChatMessage.message_id], set_=changes
-        )
+    await _upsert(
+        session,
+        [
+            {
+                "id": new_id(),
+                "person_id": person_id,
+                "message_id": message_id,
+                "sent_at": now,
+                "delete_at": now + _stay(person, settings, about),
+                "outgoing": True,
+                "about_member_id": about.member_id if about else None,
+                "case_id": about.case_id if about else None,
+                "kind": about.kind if about else None,
+            }
+        ],
+        about=about is not None,
     )
 
 

@@ -1,4 +1,4 @@
-"""The ``saferelay`` command: init, invite, run, report, audit.
+"""The ``saferelay`` command: init, invite, run, report, audit, backup, restore.
 
 Output here is for the person at the shell (so ``print`` is right); the bot's own activity
 goes through logging, which is redacted.
@@ -34,7 +34,7 @@ from bot.audit import (
     recent,
     record,
 )
-from bot.settings import Settings, SettingsError, load_settings
+from bot.settings import Settings, SettingsError, database_from, load_settings
 from crypto.errors import CryptoError, KeyFileError
 from crypto.keyfile import check_passphrase
 from crypto.keystore import (
@@ -408,7 +408,13 @@ def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
     from bot import reports
     from bot.report_output import chart_language, table, write_chart, write_csv
 
-    if args.db:
+    if args.db and "://" in args.db:
+        try:
+            url, password = database_from({"DATABASE_URL": args.db}, settings.data_dir)
+        except SettingsError as exc:
+            raise CliError(f"--db: {exc}") from None
+        settings = replace(settings, database_url=url, database_password=password)
+    elif args.db:
         settings = replace(settings, database_url=f"sqlite+aiosqlite:///{Path(args.db).resolve()}")
         if not Path(args.db).exists():
             raise CliError(f"No database file at {args.db}.")
@@ -586,6 +592,37 @@ def _actor_shown(actor_id: str | None, staff_names: dict[str, str]) -> str:
     return staff_names.get(actor_id, actor_id)
 
 
+def cmd_backup(settings: Settings, args: argparse.Namespace) -> int:
+    """A backup of the database to PATH, while the bot runs (README, "Backups")."""
+    from bot.backup import BackupError, backup
+
+    try:
+        done = backup(settings, Path(args.path), overwrite=args.force)
+    except BackupError as exc:
+        raise CliError(str(exc)) from None
+    print(f"Backed up the {done.kind} database to {done.path} ({done.size / 1024:.0f} KiB).")
+    print("It holds every sealed record and opens nothing alone; with server.json it tells who")
+    print("is enrolled. Keep it off this server, encrypted, and never beside server.json or")
+    print("the team key. Test a restore now and then (README, Backups).")
+    return 0
+
+
+def cmd_restore(settings: Settings, args: argparse.Namespace) -> int:
+    """Restore the database from a backup into a fresh data directory or empty database."""
+    from bot.backup import BackupError, restore
+
+    secrets = _require_initialised(settings).load()
+    try:
+        done = restore(settings, secrets, Path(args.path), overwrite=args.force)
+    except BackupError as exc:
+        raise CliError(str(exc)) from None
+    print(f"Restored the {done.kind} database from {done.path}: {done.people} people.")
+    if done.migrated:
+        print("The backup came from an older version: its schema is now up to date.")
+    print("The server secrets here open it. Next: `saferelay run`.")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="saferelay", description="A privacy-first Telegram bot for check-ins and help."
@@ -645,7 +682,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help=f"the team key file (default ./{TEAM_KEY_FILE})",
     )
-    report.add_argument("--db", metavar="PATH", help="a database file (default DATABASE_URL)")
+    report.add_argument(
+        "--db", metavar="PATH", help="a database file or URL (default DATABASE_URL)"
+    )
     report.add_argument("--by", choices=["year", "quarter", "month"], default="year")
     report.add_argument("--since", metavar="DATE", help="from 2016, 2016-07 or 2016-07-15")
     report.add_argument("--until", metavar="DATE", help="to the end of 2018, 2018-06, ...")
@@ -672,6 +711,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--lang", choices=["en", "ko", "zh"], help="chart labels (default: from LANG)"
     )
     report.set_defaults(func=cmd_report)
+    backup = sub.add_parser("backup", help="back up the database to a file (bot may run)")
+    backup.add_argument("path", metavar="PATH", help="the backup file to write")
+    backup.add_argument("--force", action="store_true", help="replace PATH if it exists")
+    backup.set_defaults(func=cmd_backup)
+    restore = sub.add_parser(
+        "restore", help="restore the database from a backup (bot stopped, server.json in place)"
+    )
+    restore.add_argument("path", metavar="PATH", help="a file made by `saferelay backup`")
+    restore.add_argument(
+        "--force", action="store_true", help="replace a database that already holds data"
+    )
+    restore.set_defaults(func=cmd_restore)
     audit = sub.add_parser("audit", help="check or show the audit trail of staff actions")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
     verify = audit_sub.add_parser(

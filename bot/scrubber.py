@@ -8,6 +8,9 @@ readable leaves the database (a message sent, a request claimed or resolved, a m
 erased) the scrubber runs ``PRAGMA wal_checkpoint(TRUNCATE)`` soon after -- debounced, so a
 burst of sends costs one checkpoint, not one per message -- and retries while a reader keeps
 part of the log in use.
+
+SQLite only: PostgreSQL has no truncating checkpoint that would scrub its own write-ahead
+log, and no secure_delete; README, "PostgreSQL", says what an operator does there instead.
 """
 
 from __future__ import annotations

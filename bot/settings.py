@@ -115,6 +115,8 @@ class Settings:
         if self.webhook_url is None:
             raise SettingsError("SAFERELAY_WEBHOOK_URL is not set.")
         return urllib.parse.urlsplit(self.webhook_url).path or "/"
+
+    @property
     def database_dialect(self) -> str:
         """``sqlite`` or ``postgresql``."""
         return make_url(self.database_url).get_backend_name()
@@ -242,7 +244,7 @@ DATABASE_URL_HINT = (
 )
 
 
-def _database(env: Mapping[str, str], data_dir: Path) -> tuple[str, Secret | None]:
+def database_from(env: Mapping[str, str], data_dir: Path) -> tuple[str, Secret | None]:
     """``DATABASE_URL`` with the driver this version uses (aiosqlite, asyncpg), and its
     password taken out of it: from the URL itself or from ``DATABASE_PASSWORD_FILE`` (a
     Docker secret such as /run/secrets/db_password), so it is never shown with the URL."""
@@ -277,7 +279,9 @@ def _database(env: Mapping[str, str], data_dir: Path) -> tuple[str, Secret | Non
             ) from None
         if not password:
             raise SettingsError(f"DATABASE_PASSWORD_FILE: {password_file} is empty.")
-    shown = url.set(drivername="postgresql+asyncpg", password=None)
+    shown = URL.create(
+        "postgresql+asyncpg", url.username, None, url.host, url.port, url.database, url.query
+    )
     return shown.render_as_string(), Secret(password) if password is not None else None
 
 
@@ -294,7 +298,7 @@ def load_settings(
     data_dir = Path(env.get("SAFERELAY_DATA_DIR", "").strip() or "./data").expanduser()
     secrets_dir = _secrets_dir(env)
 
-    database_url, database_password = _database(env, data_dir)
+    database_url, database_password = database_from(env, data_dir)
 
     base_url = env.get("TELEGRAM_API_BASE_URL", "").strip() or TELEGRAM_API
     if not re.match(r"^https?://[^/\s]+(/\S*)?$", base_url):

@@ -11,7 +11,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import URL, Connection, event
+from sqlalchemy import URL, Connection, event, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -37,7 +37,13 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def make_engine(url: str | URL) -> AsyncEngine:
-    """An async engine; SQLite gets WAL and the pragmas above on every connection."""
+    """An async engine; SQLite gets WAL and the pragmas above on every connection.
+
+    PostgreSQL (asyncpg) is a server that can restart or drop idle connections under us:
+    each connection is checked as it leaves the pool (one round trip), so an update after a
+    database restart is handled instead of failing on a dead connection."""
+    if make_url(url).get_backend_name() == "postgresql":
+        return create_async_engine(url, pool_pre_ping=True)
     engine = create_async_engine(url)
     if engine.dialect.name == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)

@@ -41,6 +41,24 @@ if TEST_DATABASE not in ("sqlite", "postgresql"):
 _DATABASE_OF: dict[Path, str] = {}
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On the PostgreSQL pass, skip the tests that are about SQLite itself, saying why."""
+    if TEST_DATABASE != "postgresql":
+        return
+    for item in items:
+        marker = item.get_closest_marker("sqlite_only")
+        if marker is not None:
+            why = marker.args[0] if marker.args else "a test of SQLite itself"
+            item.add_marker(pytest.mark.skip(reason=f"SQLite only: {why}"))
+
+
+def database_env(data_dir: Path) -> dict[str, str]:
+    """DATABASE_URL for a command run on this test's data directory: the PostgreSQL database
+    made for it on the PostgreSQL pass, nothing (the SQLite default) otherwise."""
+    url = _DATABASE_OF.get(data_dir)
+    return {"DATABASE_URL": url} if url else {}
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _no_real_home(tmp_path_factory: pytest.TempPathFactory) -> None:
     """No test may read or write the real ~/.config/saferelay: whatever a test forgets to

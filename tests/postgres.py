@@ -111,9 +111,10 @@ class PostgresCluster:
             shutil.rmtree(self.root, ignore_errors=True)
 
 
-def start_cluster() -> PostgresCluster:
+def start_cluster(*, durable: bool = False) -> PostgresCluster:
     """initdb + pg_ctl start in a new temporary directory; raises with the reason if the
-    server binaries are missing (``tests/run`` installs Debian's ``postgresql``)."""
+    server binaries are missing (``tests/run`` installs Debian's ``postgresql``).
+    ``durable``: PostgreSQL's own defaults (fsync, synchronous commit), for benchmarks."""
     bindir = server_bindir()
     if bindir is None:
         raise RuntimeError(
@@ -133,10 +134,13 @@ def start_cluster() -> PostgresCluster:
         )  # fmt: skip
         # No TCP at all, the socket only in our directory; durability off (fsync, full
         # pages): a crash of a test cluster loses nothing anyone needs, and it is faster.
+        fast = "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
         options = (
             f"-c listen_addresses='' -c unix_socket_directories='{cluster.socket_dir}' "
-            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
-            "-c max_connections=200"
+            + ("" if durable else fast)
+            + "-c max_connections=200 "
+            # Not UTC, on purpose: a timestamp that depends on the session's zone shows up.
+            "-c timezone=Asia/Seoul"
         )
         cluster._run(
             "pg_ctl", "start", "-D", str(cluster.data), "-w", "-s",

@@ -18,6 +18,9 @@ from bot.i18n import t
 from sandbox import DEFAULT_TOKEN, FakeBotApi
 
 PASSPHRASE = "a coordinator's long passphrase"
+# Each command runs in a subprocess with a clean environment, on the default (SQLite); the
+# commands on PostgreSQL are driven in-process in tests/handlers/test_backup.py.
+pytestmark = pytest.mark.sqlite_only("the saferelay command with a clean environment")
 
 
 def env_for(tmp_path: Path, **extra: str) -> dict[str, str]:

@@ -65,10 +65,16 @@ async def test_failed_sends_and_expired_invites_leave_after_a_week(data_dir: Pat
 
 
 async def stored(core: Core, query: str, **params: str) -> list[datetime]:
-    """Timestamps as the database file holds them (SQLite: text, naive UTC)."""
+    """Timestamps as the database holds them, as naive UTC (SQLite: text; PostgreSQL: a
+    timestamptz, read back as an aware datetime)."""
     async with core.engine.connect() as connection:
         values = (await connection.execute(text(query), params)).scalars().all()
-    return [datetime.fromisoformat(v) for v in values]
+    return [
+        v.astimezone(UTC).replace(tzinfo=None)
+        if isinstance(v, datetime)
+        else datetime.fromisoformat(v)
+        for v in values
+    ]
 
 
 async def test_a_week_is_counted_to_the_hour_for_failed_sends_and_expired_invites(

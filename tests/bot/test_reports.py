@@ -37,7 +37,7 @@ from bot.reports import (
 from bot.schedules import change_plan, start_schedule
 from crypto.keystore import unlock_team_key
 from storage.models import CheckIn, Person, Role, Tally
-from tests.conftest import PASSPHRASE, bare_people, secrets_of, team_key_of
+from tests.conftest import PASSPHRASE, bare_people, database_env, secrets_of, team_key_of
 
 # The organisation's published figures, and members chosen to give them exactly:
 # year -> (members, how many of them have a mean health of 3 (the rest 2), feeling a threat)
@@ -70,6 +70,8 @@ def cli_env(monkeypatch: pytest.MonkeyPatch, data_dir: Path) -> None:
     monkeypatch.setenv("SAFERELAY_SECRETS_DIR", str(secrets_of(data_dir)))
     monkeypatch.setenv("SAFERELAY_PASSPHRASE", PASSPHRASE)
     monkeypatch.delenv("DATABASE_URL", raising=False)
+    for name, value in database_env(data_dir).items():
+        monkeypatch.setenv(name, value)
 
 
 async def report(
@@ -198,8 +200,8 @@ async def test_members_in_china_and_korea_compared_without_singling_anyone_out(
                 await record_checkin(session, core.secrets.team_sealer, person.id, answers, at=at)
     cli_env(monkeypatch, data_dir)
     # When the coordinator compares the two regions
-    # The database file named on the command line, not the one the environment names
-    database = str(data_dir / "saferelay.db")
+    # The database named on the command line, not the one the environment names
+    database = database_env(data_dir).get("DATABASE_URL", str(data_dir / "saferelay.db"))
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{data_dir.parent / 'elsewhere.db'}")
     lines, _ = await report(
         capsys, data_dir, "--db", database, "--region", "china", "--region", "korea"

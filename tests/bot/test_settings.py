@@ -82,6 +82,27 @@ def test_secrets_can_come_from_files(tmp_path: Path) -> None:
     assert settings.passphrase.get() == " spaces kept inside and around "
 
 
+def test_postgresql_url_gets_the_asyncpg_driver_and_loses_its_password() -> None:
+    settings = load_settings({"DATABASE_URL": "postgresql://bot:s3cret-pw@db:5432/saferelay"})
+    # The URL kept in the settings can be shown: the password lives apart, as a Secret
+    assert settings.database_url == "postgresql+asyncpg://bot@db:5432/saferelay"
+    assert settings.database_dialect == "postgresql"
+    assert "s3cret-pw" not in repr(settings)
+    engine_url = settings.engine_url()
+    assert engine_url.password == "s3cret-pw"
+    assert "s3cret-pw" not in str(engine_url) and "s3cret-pw" not in repr(engine_url)
+
+
+def test_database_password_from_a_file_as_docker_secrets_mount_it(tmp_path: Path) -> None:
+    secret = tmp_path / "db_password"
+    secret.write_text("from-the-file\n")
+    settings = load_settings(
+        {"DATABASE_URL": "postgres://bot@db/saferelay", "DATABASE_PASSWORD_FILE": str(secret)}
+    )
+    assert settings.engine_url().password == "from-the-file"
+    assert "from-the-file" not in repr(settings)
+
+
 @pytest.mark.parametrize(
     ("env", "message"),
     [
@@ -115,3 +136,23 @@ def test_webhook_mode_serves_the_public_urls_path() -> None:
     assert settings.web_host == "127.0.0.1"
     # Plain http only for a loopback address (the local Bot API in tests and the demo).
     assert load_settings({"SAFERELAY_WEBHOOK_URL": "http://127.0.0.1:9000/"}).webhook_path == "/"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"DATABASE_URL": "postgresql://bot@db/"}, "names no database"),
+        ({"DATABASE_URL": "not a url"}, "DATABASE_URL must be"),
+        (
+            {"DATABASE_URL": "postgresql://bot:pw@db/x", "DATABASE_PASSWORD_FILE": "/x"},
+            "only in the file",
+        ),
+        (
+            {"DATABASE_URL": "postgresql://bot@db/x", "DATABASE_PASSWORD_FILE": "/nonexistent"},
+            "cannot read /nonexistent",
+        ),
+    ],
+)
+def test_database_settings_say_what_to_fix(env: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match=message):
+        load_settings(env)

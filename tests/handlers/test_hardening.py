@@ -178,6 +178,7 @@ async def test_the_sender_forgets_chat_ids_on_revoke_and_erasure(
     # Given a member and their caseworker who have each had a message from the outbox
     await team.member.send_text("are you there?")
     alert = await team.mina.wait_for_message("are you there?")
+    await bot.drained()  # the alert is answerable once the sender has recorded it
     await team.mina.send_text("yes, here", reply_to=alert.message_id)
     await team.member.wait_for_message("yes, here")
     async with bot.core.sessions() as session:

@@ -254,6 +254,7 @@ async def test_duress_word_answers_exactly_as_usual_and_alerts_staff(
     ]
 
 
+@pytest.mark.sqlite_only("SQLite's files and secure_delete; README, PostgreSQL, says what differs")
 async def test_erasure_leaves_nothing_in_the_database_files(bot: RunningBot, team: Team) -> None:
     member = team.member
     pseudonym = pseudonym_of(member)

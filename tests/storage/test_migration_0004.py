@@ -27,6 +27,10 @@ from storage.models import (
     Tally,
 )
 
+# 0004 ran only on SQLite installations (PostgreSQL came later); its schema steps run on
+# PostgreSQL in tests/storage/test_migrations_both.py.
+pytestmark = pytest.mark.sqlite_only("data written by versions that ran only on SQLite")
+
 # What the bot wrote at 0003: UTC without an offset, to the microsecond.
 OLD_CODE = b"\xaa" * 32  # keyed BLAKE2b digests at 0003: 32 bytes
 OLD_DURESS = b"\xbb" * 32

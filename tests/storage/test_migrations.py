@@ -1,51 +1,25 @@
-"""Alembic owns the schema: the migrated database must equal the models."""
+"""Migrations on SQLite itself: its pragmas, its table copies (batch mode) and its partial
+indexes, on data older versions wrote. The schema against the models, and every revision
+up and down, are tested on both databases in test_migrations_both.py."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from alembic.autogenerate import compare_metadata
-from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from storage.db import current_revision, head_revision, make_engine, migrate
-from storage.models import Base
+from storage.db import make_engine, migrate
 
-# SQLite cannot reflect an expression index (people: lower(pseudonym)), so autogenerate
-# skips it, saying so; test_migrated_indexes_are_the_models_own compares it instead.
 # A member row as every schema since 0004 takes it (id 'p1').
 A_MEMBER = text(
     "INSERT INTO people (id, tg_lookup, chat_ref, role, pseudonym, language, language_chosen, "
     "created_at, erased, code_word, duress_word) VALUES ('p1', x'00', x'00', 'member', "
     "'A B 10', 'ko', 1, '2026-01-01 00:00:00', 0, x'00', x'00')"
 )
-EXPRESSION_INDEX_SKIPPED = (
-    "ignore:Skipped unsupported reflection of expression-based index:sqlalchemy.exc.SAWarning"
-)
 
-
-@pytest.mark.filterwarnings(EXPRESSION_INDEX_SKIPPED)
-@pytest.mark.filterwarnings("ignore:autogenerate skipping metadata-specified expression-based")
-async def test_migrated_schema_matches_models(tmp_path: Path) -> None:
-    # Given a database made only by the migrations
-    url = f"sqlite+aiosqlite:///{tmp_path / 'm.db'}"
-    engine = make_engine(url)
-    assert await migrate(engine) is True
-
-    # When it is compared with the models
-    def diff(connection: Connection) -> list[object]:
-        context = MigrationContext.configure(connection, opts={"compare_type": True})
-        return list(compare_metadata(context, Base.metadata))
-
-    async with engine.connect() as connection:
-        differences = await connection.run_sync(diff)
-    # Then nothing differs, and a second run changes nothing
-    assert differences == []
-    assert await current_revision(engine) == head_revision(url)
-    assert await migrate(engine) is False
-    await engine.dispose()
+pytestmark = pytest.mark.sqlite_only("SQLite's pragmas, table copies and sqlite_master")
 
 
 async def _index_definitions(engine: AsyncEngine) -> dict[str, str]:
@@ -54,23 +28,6 @@ async def _index_definitions(engine: AsyncEngine) -> dict[str, str]:
             text("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL")
         )
         return {name: " ".join(sql.split()) for name, sql in rows}
-
-
-async def test_migrated_indexes_are_the_models_own(tmp_path: Path) -> None:
-    """Every index exactly as the models declare it, including what autogenerate cannot
-    compare: expressions (lower(pseudonym)) and partial indexes (WHERE ...)."""
-    # Given one database made by the migrations and one made from the models
-    migrated = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'migrated.db'}")
-    await migrate(migrated)
-    declared = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'declared.db'}")
-    async with declared.begin() as connection:
-        await connection.run_sync(Base.metadata.create_all)
-    # Then their indexes are the same, column for column and condition for condition
-    try:
-        assert await _index_definitions(migrated) == await _index_definitions(declared)
-    finally:
-        await migrated.dispose()
-        await declared.dispose()
 
 
 async def test_sqlite_runs_in_wal_mode_with_secure_delete(tmp_path: Path) -> None:

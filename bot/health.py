@@ -183,7 +183,7 @@ async def run_checks(
         # Connecting would create an empty database; say what is wrong instead.
         checks.append(Check("database", False, "no database file: run `saferelay init`"))
     else:
-        engine = make_engine(settings.database_url)
+        engine = make_engine(settings.engine_url())
         try:
             database = await _guarded("database", lambda: check_database(engine))
             checks.append(database)

@@ -45,7 +45,7 @@ def compose() -> dict[str, Any]:
 
 def test_compose_runs_the_bot_and_postgresql_and_restarts_them(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    assert set(services) == {"bot", "db"}
+    assert set(services) == {"bot", "db", "sender"}
     assert re.fullmatch(r"postgres:15\.\d+-bookworm", services["db"]["image"])
     for service in services.values():
         assert service["restart"] == "unless-stopped"
@@ -54,6 +54,21 @@ def test_compose_runs_the_bot_and_postgresql_and_restarts_them(compose: dict[str
     assert "pg_isready" in " ".join(services["db"]["healthcheck"]["test"])
     build = services["bot"]["build"]
     assert (DEPLOY / build["context"] / build["dockerfile"]).resolve() == DEPLOY / "Dockerfile"
+
+
+def test_compose_adds_send_only_processes_on_request(compose: dict[str, Any]) -> None:
+    bot, sender = compose["services"]["bot"], compose["services"]["sender"]
+    # Only with `--profile senders`; never a second consumer of updates, never a port
+    assert sender["profiles"] == ["senders"]
+    assert sender["environment"]["SAFERELAY_UPDATES"] == "off"
+    assert "SAFERELAY_UPDATES" not in bot["environment"]  # the default: on
+    assert not sender["ports"]
+    # Otherwise the same container as the bot: image, secrets, database, hardening
+    for key in ("image", "secrets", "volumes", "networks", "read_only", "cap_drop", "tmpfs"):
+        assert sender[key] == bot[key], key
+    assert {k: v for k, v in sender["environment"].items() if k != "SAFERELAY_UPDATES"} == (
+        bot["environment"]
+    )
 
 
 def test_compose_never_publishes_the_database(compose: dict[str, Any]) -> None:

@@ -28,6 +28,7 @@ from sandbox import FakeBotApi, FakeUser
 from storage.models import CheckIn, Invite, Person, Role
 from tests.conftest import (
     RunningBot,
+    database_env,
     eventually,
     free_port,
     make_settings,
@@ -194,6 +195,7 @@ async def test_saferelay_run_with_a_webhook_is_healthy_and_stops_on_sigterm(
         **keep,
         "SAFERELAY_DATA_DIR": str(data_dir),
         "SAFERELAY_SECRETS_DIR": str(secrets_of(data_dir)),
+        **database_env(data_dir),
         "TELEGRAM_BOT_TOKEN": api.token,
         "TELEGRAM_API_BASE_URL": api.base_url,
         "SAFERELAY_WEBHOOK_URL": url,
@@ -250,6 +252,7 @@ async def test_saferelay_run_says_so_when_the_webhook_port_is_taken(
         **keep,
         "SAFERELAY_DATA_DIR": str(data_dir),
         "SAFERELAY_SECRETS_DIR": str(secrets_of(data_dir)),
+        **database_env(data_dir),
         "TELEGRAM_BOT_TOKEN": api.token,
         "TELEGRAM_API_BASE_URL": api.base_url,
         "SAFERELAY_WEBHOOK_URL": f"http://127.0.0.1:{api.port}{PATH}",

@@ -217,6 +217,41 @@ async def api() -> AsyncIterator[FakeBotApi]:
         yield server
 
 
+async def seed_people(
+    core: Core,
+    api: FakeBotApi,
+    count: int,
+    first_uid: int,
+    role: Role = Role.MEMBER,
+    language: str = "en",
+) -> list[tuple[str, FakeUser]]:
+    """``count`` people straight into the database, as enrolment would leave them, and their
+    chats opened on the fake server (also for tests whose bot runs in another process)."""
+    from bot.people import chat_place
+
+    keys = core.secrets
+    people: list[tuple[str, FakeUser]] = []
+    async with core.sessions() as session, session.begin():
+        for n in range(count):
+            uid = first_uid + n
+            person_id = new_id()
+            session.add(
+                Person(
+                    id=person_id,
+                    tg_lookup=keys.pepper.user_lookup(uid),
+                    chat_ref=keys.server_box.seal_int(uid, chat_place(person_id)),
+                    role=role.value,
+                    pseudonym=f"Seeded {uid}",
+                    language=language,
+                    language_chosen=True,
+                )
+            )
+            user = api.user(uid, f"U{uid}", language_code=language)
+            user.started = True  # as if they had written /start
+            people.append((person_id, user))
+    return people
+
+
 @dataclass
 class RunningBot:
     """The real Application, polling the fake server, with its log output captured."""
@@ -285,29 +320,7 @@ class RunningBot:
         them, and their chats opened on the fake server: for tests and benchmarks of the
         outbox that need thousands of recipients (enrolling each through an invite would
         take minutes and test nothing more)."""
-        from bot.people import chat_place
-
-        keys = self.core.secrets
-        people: list[tuple[str, FakeUser]] = []
-        async with self.core.sessions() as session, session.begin():
-            for n in range(count):
-                uid = first_uid + n
-                person_id = new_id()
-                session.add(
-                    Person(
-                        id=person_id,
-                        tg_lookup=keys.pepper.user_lookup(uid),
-                        chat_ref=keys.server_box.seal_int(uid, chat_place(person_id)),
-                        role=role.value,
-                        pseudonym=f"Seeded {uid}",
-                        language=language,
-                        language_chosen=True,
-                    )
-                )
-                user = self.api.user(uid, f"U{uid}", language_code=language)
-                user.started = True  # as if they had written /start
-                people.append((person_id, user))
-        return people
+        return await seed_people(self.core, self.api, count, first_uid, role, language)
 
     async def queue(self, person_ids: list[str], text: str, priority: int) -> float:
         """Put one message per person in the outbox in one transaction, wake the sender,

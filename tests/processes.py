@@ -14,10 +14,9 @@ from pathlib import Path
 
 from bot.core import Core
 from bot.delivery import Outgoing, enqueue
-from bot.people import chat_place
 from sandbox import FakeBotApi, FakeUser
-from storage.models import Person, Role, new_id
-from tests.conftest import PASSPHRASE, eventually, make_settings, secrets_of
+from storage.models import Role
+from tests.conftest import PASSPHRASE, eventually, make_settings, secrets_of, seed_people
 
 
 def process_env(data_dir: Path, api: FakeBotApi, **extra: str) -> dict[str, str]:
@@ -107,27 +106,7 @@ async def seed(
 ) -> list[tuple[str, FakeUser]]:
     """``count`` people straight into the database, their chats opened on the fake server
     (as tests.conftest.RunningBot.seed, without a bot in this process)."""
-    keys = core.secrets
-    people: list[tuple[str, FakeUser]] = []
-    async with core.sessions() as session, session.begin():
-        for n in range(count):
-            uid = first_uid + n
-            person_id = new_id()
-            session.add(
-                Person(
-                    id=person_id,
-                    tg_lookup=keys.pepper.user_lookup(uid),
-                    chat_ref=keys.server_box.seal_int(uid, chat_place(person_id)),
-                    role=role.value,
-                    pseudonym=f"Seeded {uid}",
-                    language="en",
-                    language_chosen=True,
-                )
-            )
-            user = api.user(uid, f"U{uid}", language_code="en")
-            user.started = True
-            people.append((person_id, user))
-    return people
+    return await seed_people(core, api, count, first_uid, role)
 
 
 async def queue(core: Core, messages: list[tuple[str, str]], priority: int) -> None:

@@ -26,11 +26,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, func, literal, or_, select, update
+from sqlalchemy import and_, delete, event, exists, func, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
+from sqlalchemy.orm import Session, aliased
 from telegram import Bot, BotCommand, BotCommandScopeChat
 from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
 
@@ -122,31 +122,6 @@ async def remember(
     delete_at = now if at_once else now + _stay(person, settings, about)
     if until is not None:
         delete_at = min(delete_at, max(until, now))
-    if session.get_bind().dialect.name == "postgresql":
-        # One INSERT ... ON CONFLICT, not a look-up then an insert: the sender may record
-        # the same message (just sent, its button pressed at once) between the two, and the
-        # insert would then fail the unique index and lose this whole update. SQLite keeps
-        # the insert for the commit's flush: there an early write would hold the database's
-        # one write lock for the rest of the update.
-        await _upsert(
-            session,
-            [
-                {
-                    "id": new_id(),
-                    "person_id": person_id,
-                    "message_id": m,
-                    "sent_at": now,
-                    "delete_at": delete_at,
-                    "outgoing": outgoing,
-                    "about_member_id": about.member_id if about else None,
-                    "case_id": about.case_id if about else None,
-                    "kind": about.kind if about else None,
-                }
-                for m in ids
-            ],
-            about=about is not None,
-        )
-        return
     known = (
         set()
         if fresh
@@ -189,6 +164,62 @@ async def remember(
         )
         for m in ids
         if m not in known
+    )
+
+
+@event.listens_for(Session, "before_flush")
+def _insert_chat_messages_as_upserts(session: Session, _context: object, _new: object) -> None:
+    """New ChatMessage rows are written at flush as one INSERT ... ON CONFLICT, not as the
+    ORM's plain insert: :func:`remember` looks for a message already scheduled when it is
+    called, but the outbox sender may record the same message (just sent, its button pressed
+    at once) before this update's flush, and a plain insert would then fail the unique index
+    and lose the person's whole update. Written at flush, as the ORM would, so SQLite's one
+    write lock is still taken only then; a message already there keeps the sooner deletion
+    and takes what the new row says it is about."""
+    new = [row for row in session.new if isinstance(row, ChatMessage)]
+    if not new:
+        return
+    for row in new:
+        session.expunge(row)
+    # One row per message within the statement too (PostgreSQL refuses to touch a row twice).
+    merged: dict[tuple[str, int], ChatMessage] = {}
+    for row in new:
+        first = merged.setdefault((row.person_id, row.message_id), row)
+        if first is not row:
+            first.delete_at = min(first.delete_at, row.delete_at)
+            for name in ("about_member_id", "case_id", "kind"):
+                if getattr(row, name) is not None:
+                    setattr(first, name, getattr(row, name))
+    new = list(merged.values())
+    dialect = session.get_bind().dialect.name
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    statement = insert(ChatMessage).values(
+        [
+            {
+                "id": row.id,
+                "person_id": row.person_id,
+                "message_id": row.message_id,
+                "sent_at": row.sent_at,
+                "delete_at": row.delete_at,
+                "outgoing": row.outgoing,
+                "about_member_id": row.about_member_id,
+                "case_id": row.case_id,
+                "kind": row.kind,
+            }
+            for row in new
+        ]
+    )
+    sooner = func.least if dialect == "postgresql" else func.min
+    changes: dict[str, Any] = {
+        "delete_at": sooner(ChatMessage.delete_at, statement.excluded.delete_at)
+    } | {
+        name: func.coalesce(getattr(statement.excluded, name), getattr(ChatMessage, name))
+        for name in ("about_member_id", "case_id", "kind")
+    }
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=[ChatMessage.person_id, ChatMessage.message_id], set_=changes
+        )
     )
 
 

@@ -252,3 +252,25 @@ async def test_a_sent_message_noted_first_by_a_handler_is_recorded_once(core: Co
     assert row.kind == PROMPT
     # The member's own 10 minutes, not the hour a bare prompt gets.
     assert row.delete_at - row.sent_at <= timedelta(minutes=10, seconds=1)
+
+
+async def test_a_handler_noting_a_message_the_sender_recorded_meanwhile_keeps_the_update(
+    core: Core,
+) -> None:
+    """The other order: the handler looked for the message (not there yet), the sender then
+    recorded it, and the handler's update commits after: its row merges into the sender's
+    instead of failing the unique index and losing the person's tap."""
+    (member,) = bare_people(1)
+    async with core.sessions() as session, session.begin():
+        session.add(member)
+    async with core.sessions() as handler:
+        await remember(handler, core.settings, member.id, [43])  # looked: nothing there yet
+        async with core.sessions() as sender, sender.begin():  # the sender commits first
+            await record_sent(
+                sender, core.settings, member.id, 43, about=About(member.id, None, PROMPT)
+            )
+        await handler.commit()  # the handler's update goes through
+    async with core.sessions() as session:
+        (row,) = list(await session.scalars(select(ChatMessage)))
+    assert row.kind == PROMPT  # what the sender knew it was about stays
+    assert row.delete_at - row.sent_at <= timedelta(minutes=10, seconds=1)  # the sooner one

@@ -358,14 +358,24 @@ async def run_without_polling(app: SafeApplication, stop: asyncio.Event | None =
         await app.start()
         await stop.wait()
     finally:
-        await stop_serving(app)
-        if app.running:
-            await app.stop()
-        assert app.post_stop is not None
-        await app.post_stop(app)
-        await app.shutdown()
-        assert app.post_shutdown is not None
-        await app.post_shutdown(app)
+        await shut_down(app)
+
+
+async def shut_down(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
+    """Stop a started (or half-started) application in order, whoever started it: polling
+    first, then the web server, so nothing new is accepted; then the update queue, which
+    finishes what was accepted; then the outbox sender and the chat cleaner (``post_stop``,
+    safe when they never started) and the database."""
+    if app.updater is not None and app.updater.running:
+        await app.updater.stop()
+    await stop_serving(app)
+    if app.running:
+        await app.stop()
+    assert app.post_stop is not None
+    await app.post_stop(app)
+    await app.shutdown()
+    assert app.post_shutdown is not None
+    await app.post_shutdown(app)
 
 
 async def stop_serving(app: Application[Any, Any, Any, Any, Any, Any]) -> None:

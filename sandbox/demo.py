@@ -43,7 +43,7 @@ from typing import Any
 import nacl.pwhash
 from sqlalchemy import select
 
-from bot.app import SafeApplication, build_application
+from bot.app import SafeApplication, build_application, shut_down
 from bot.core import Core
 from bot.i18n import LANGUAGE_NAMES
 from bot.logs import configure_logging
@@ -346,19 +346,6 @@ async def _start_bot(settings: Settings) -> SafeApplication:
     return app
 
 
-async def _stop_bot(app: SafeApplication) -> None:
-    assert app.updater is not None
-    if app.updater.running:
-        await app.updater.stop()
-    if app.running:
-        await app.stop()
-        assert app.post_stop is not None
-        await app.post_stop(app)
-    await app.shutdown()
-    assert app.post_shutdown is not None
-    await app.post_shutdown(app)
-
-
 def _make_keys(layout: Layout) -> str | None:
     """Keys under a new passphrase (returned); ``None`` when a kept directory has them."""
     secrets_dir = SecretsDir(layout.secrets_dir)
@@ -396,7 +383,7 @@ async def start_demo(layout: Layout, timers: Mapping[str, str] | None = None) ->
 
 async def stop_demo(demo: Demo) -> None:
     try:
-        await asyncio.wait_for(_stop_bot(demo.app), timeout=15)
+        await asyncio.wait_for(shut_down(demo.app), timeout=15)
     finally:
         await demo.api.stop()
 

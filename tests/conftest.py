@@ -18,7 +18,7 @@ from typing import Any
 import nacl.pwhash
 import pytest
 
-from bot.app import ALLOWED_UPDATES, SafeApplication, build_application, build_core, stop_serving
+from bot.app import ALLOWED_UPDATES, SafeApplication, build_application, build_core, shut_down
 from bot.core import Core
 from bot.logs import configure_logging, forget_remembered
 from bot.people import create_invite
@@ -350,17 +350,7 @@ async def start_bot(api: FakeBotApi, settings: Settings) -> SafeApplication:
     return app
 
 
-async def stop_bot(app: SafeApplication) -> None:
-    if app.updater is not None and app.updater.running:
-        await app.updater.stop()
-    await stop_serving(app)
-    if app.running:
-        await app.stop()
-        assert app.post_stop is not None
-        await app.post_stop(app)
-    await app.shutdown()
-    assert app.post_shutdown is not None
-    await app.post_shutdown(app)
+stop_bot = shut_down  # the tests stop the bot exactly as ``saferelay run`` does
 
 
 def free_port() -> int:

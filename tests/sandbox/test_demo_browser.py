@@ -24,17 +24,8 @@ from PIL import Image
 from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 
 from bot.i18n import t
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, MISSING
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 VIEWPORT = {"width": 1860, "height": 1000}
 STARTUP_SECONDS = 90.0
 WAIT_MS = 20_000  # how long a step may take to show on the page (the bot is fast; CI is slow)
@@ -99,9 +90,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDemo]:
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     if not CHROMIUM.exists():
-        pytest.fail(
-            "Debian's chromium is missing: tests/run installs it (apt-get install chromium)"
-        )
+        pytest.fail(MISSING)
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(
             executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS

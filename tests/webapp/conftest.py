@@ -9,7 +9,6 @@ fails if a page ever reaches for another address.
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,20 +19,11 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from tests.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.conftest import RunningBot
 from tests.handlers.conftest import Team, team  # noqa: F401 (the enrolled team, for these tests too)
 from webapp.routes import build_webapp
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 TELEGRAM_SCRIPT = "https://telegram.org/js/telegram-web-app.js"
 DOUBLE = (Path(__file__).parent / "telegram_double.js").read_text()
 
@@ -45,7 +35,7 @@ from playwright.async_api import Browser, Page, Route, async_playwright  # noqa:
 async def browser() -> AsyncIterator[Browser]:
     async with async_playwright() as pw:
         chromium = await pw.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
         )
         try:
             yield chromium

@@ -250,7 +250,7 @@ async def service_path(count: int) -> None:
         await core.engine.dispose()
 
         async with aiosqlite.connect(data_dir / "saferelay.db") as db:
-            for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "secure_delete=ON"):
+            for pragma in ("journal_mode=WAL", "synchronous=FULL", "secure_delete=ON"):
                 await db.execute(f"PRAGMA {pragma}")
             await db.execute("CREATE TABLE raw_aio (id TEXT PRIMARY KEY, body BLOB)")
             await db.commit()

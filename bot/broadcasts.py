@@ -359,11 +359,46 @@ async def sweep_broadcasts(
 async def _queue_batch(
     session: AsyncSession, keys: ServerSecrets, broadcast: Broadcast, batch: int
 ) -> int:
+    """Queue the next ``batch`` members after the cursor, and move the cursor on.
+
+    The cursor moves first, by compare-and-set against the cursor this batch was read from
+    (and only while the broadcast is still going out): if another sweep -- a process whose
+    lease ran out while it was paused, or a Stop -- moved or ended it meanwhile, nothing
+    is queued here and the caller reads the broadcast again. That UPDATE is this
+    transaction's first write, so on SQLite it takes the write lock against what is
+    committed now, and on PostgreSQL a concurrent batch makes it wait and then match no row.
+    The lease in bot/sweeps.py keeps two sweeps apart; this keeps a member from getting two
+    copies even when it does not."""
     notice = read_notice(keys, broadcast)
     query = members_of(keys, notice.audience)
     if broadcast.cursor is not None:
         query = query.where(Person.id > broadcast.cursor)
     ids = [str(member_id) for member_id in await session.scalars(query.limit(batch))]
+    moved = await session.execute(
+        update(Broadcast)
+        .where(
+            Broadcast.id == broadcast.id,
+            Broadcast.status.in_(
+                (BroadcastStatus.SCHEDULED.value, BroadcastStatus.SENDING.value)
+            ),
+            Broadcast.expanded.is_(False),
+            (
+                Broadcast.cursor.is_(None)
+                if broadcast.cursor is None
+                else Broadcast.cursor == broadcast.cursor
+            ),
+        )
+        .values(
+            status=BroadcastStatus.SENDING.value,
+            queued=Broadcast.queued + len(ids),
+            dirty=True,
+            cursor=ids[-1] if ids else broadcast.cursor,
+            expanded=len(ids) < batch,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if getattr(moved, "rowcount", 0) != 1:
+        return 0  # someone else queued this batch, or the broadcast was stopped
     rows = await session.execute(select(Person.id, Person.language).where(Person.id.in_(ids)))
     languages: dict[str, str] = {member_id: lang for member_id, lang in rows.all()}
     messages = {lang: notice_message(lang, broadcast, notice) for lang in LANGUAGES}
@@ -381,13 +416,6 @@ async def _queue_batch(
             ),
             broadcast_id=broadcast.id,
         )
-    broadcast.status = BroadcastStatus.SENDING.value
-    broadcast.queued += len(ids)
-    broadcast.dirty = True
-    if ids:
-        broadcast.cursor = ids[-1]
-    if len(ids) < batch:
-        broadcast.expanded = True
     return len(ids)
 
 

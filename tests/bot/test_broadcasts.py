@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from bot.broadcasts import (
     Audience,
     Notice,
+    _queue_batch,
     RsvpOutcome,
     answer_rsvp,
     audience_size,
@@ -61,6 +62,42 @@ async def broadcast(
     assert made is not None
     await sweep_broadcasts(core)
     return made.id
+
+
+async def test_a_sweep_that_read_the_broadcast_before_another_queued_it_queues_nothing(
+    core: Core,
+) -> None:
+    """Two sweeps on one broadcast (a process paused past its lease, then resumed): the one
+    that read the cursor first and writes second queues no second copy, on either database."""
+    admin, _, members = await setup(core)
+    async with core.sessions() as session, session.begin():
+        made = await create_broadcast(
+            session,
+            core.secrets,
+            actor_of(admin, core.secrets),
+            Notice({"*": "Retreat"}, Audience()),
+            rsvp=False,
+            event_at=None,
+            send_at=utcnow(),
+            progress_message_id=None,
+        )
+    assert made is not None
+    async with core.sessions() as stale, stale.begin():
+        seen = await stale.get(Broadcast, made.id)
+        assert seen is not None and seen.cursor is None
+        assert await sweep_broadcasts(core) == len(members)  # the other sweep, meanwhile
+        assert await _queue_batch(stale, core.secrets, seen, 10) == 0
+    async with core.sessions() as session:
+        copies = (
+            await session.execute(
+                select(OutboxItem.recipient_id, func.count())
+                .where(OutboxItem.broadcast_id == made.id)
+                .group_by(OutboxItem.recipient_id)
+            )
+        ).all()
+        done = await session.get(Broadcast, made.id)
+    assert sorted(n for _, n in copies) == [1] * len(members)
+    assert done is not None and done.queued == len(members) and done.expanded
 
 
 async def test_audiences_intersect(core: Core) -> None:

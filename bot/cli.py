@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import getpass
 import logging
@@ -634,10 +635,19 @@ def cmd_devices_trust(settings: Settings, args: argparse.Namespace) -> int:
         raise CliError(f"No team key file at {team_key}: give its place with --key PATH.")
     secrets_dir.check_team_public_key(team_key)
     signer = unlock_team_signer(team_key, _read_passphrase(settings, confirm=False))
-    if secrets_dir.add_team_verify_key(signer):
-        print(f"Kept the team verify key in {secrets_dir.server_file}.")
-        print("Restart the bot (`saferelay run`) so its pages carry it.")
-    secrets = secrets_dir.load()
+    try:
+        if secrets_dir.add_team_verify_key(signer):
+            print(f"Kept the team verify key in {secrets_dir.server_file}.")
+            print("Restart the bot (`saferelay run`) so its pages carry it.")
+    except OSError:
+        # A systemd install hands server.json over read-only (deploy/saferelay-admin): the
+        # key is public, so say what to add where the file is kept.
+        line = base64.b64encode(signer.verify_key).decode("ascii")
+        print(f"Could not write {secrets_dir.server_file} from here. As root, add this line to")
+        print(f'the server.json the bot reads, then restart it:  "team_verify_key": "{line}",')
+    # The signer's own verify key, whatever server.json holds yet: what is trusted is checked
+    # against it.
+    secrets = replace(secrets_dir.load(), team_verify_key=signer.verify_key)
     candidates = [
         d
         for d in _in_transaction(settings, lambda session: staff_devices(session, secrets))

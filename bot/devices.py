@@ -105,18 +105,19 @@ def _certified(device: DeviceKey, role: str) -> Certified | None:
 
 
 async def _issuer(session: AsyncSession, issuer_key: bytes) -> Certified | None:
-    """The certifier whose signing key is ``issuer_key``: an approved device of an active
-    admin (its own certificate is checked by :func:`check_chain`)."""
+    """The certifier whose signing key is ``issuer_key``: an admin's device, whose own
+    certificate :func:`check_chain` checks against the team key.
+
+    Revoked or not: the phones an admin approved stay approved when that admin leaves (each
+    was compared and signed while the admin was trusted; stranding them would make every
+    caseworker compare fingerprints again). Revoking an admin stops their *own* phone at
+    once, and with it any new approval (the API needs a live admin and a live certifier);
+    to stop a phone they approved, revoke its owner."""
     row = (
         await session.execute(
             select(DeviceKey, Person.role)
             .join(Person, Person.id == DeviceKey.person_id)
-            .where(
-                DeviceKey.signing_key == issuer_key,
-                DeviceKey.status == DeviceStatus.APPROVED.value,
-                Person.revoked_at.is_(None),
-                Person.role == Role.ADMIN.value,
-            )
+            .where(DeviceKey.signing_key == issuer_key, Person.role == Role.ADMIN.value)
         )
     ).first()
     return _certified(row[0], row[1]) if row is not None else None

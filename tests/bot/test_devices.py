@@ -148,14 +148,23 @@ async def test_a_staff_key_reads_nothing_until_a_certifier_phone_approves_it(
 
     # A second press finds nothing pending
     async with core.sessions() as session, session.begin():
-        again = await reject_device(session, as_admin, device_id)
+        again = await reject_device(session, as_other, device_id)
     assert again is Decision.GONE
+
+    # When the admin who approved it leaves, it stays a reader (it was compared and signed
+    # while the admin was trusted); the admin's own phone reads nothing more
+    async with core.sessions() as session, session.begin():
+        gone = await session.get(Person, admin.id)
+        assert gone is not None
+        assert await revoke(session, as_other, gone) is RevokeOutcome.DONE
+    assert await _readers(core, [caseworker.id]) == [mina_phone.public_key]
+    assert await _readers(core, [admin.id]) == []
 
     # When the caseworker is revoked, her key reads nothing more, and cannot come back
     async with core.sessions() as session, session.begin():
         target = await session.get(Person, caseworker.id)
         assert target is not None
-        assert await revoke(session, as_admin, target) is RevokeOutcome.DONE
+        assert await revoke(session, as_other, target) is RevokeOutcome.DONE
     assert await _readers(core, [caseworker.id]) == []
     async with core.sessions() as session:
         status = await session.scalar(

@@ -196,7 +196,9 @@ async def test_an_approval_with_a_bad_signature_is_refused_and_a_caseworker_appr
     # When the same approval goes through untouched, it is taken
     await admin.page.unroute("**/api/approve")
     await item.locator("button.approve").click()
-    await admin.page.wait_for_selector(f"#waiting li:has-text('{t('en', 'webapp_approved')}')")
+    await admin.page.wait_for_selector(
+        f"#waiting li:has-text('{t('en', 'staff_webapp_approved')}')"
+    )
     joon = await phones["joon"].open(base_url(bot) + "staff.en.html")
     await ready(joon)
 

@@ -87,7 +87,9 @@ async def approve(bot: RunningBot, team: Team, phones: dict[str, Phone], name: s
     assert await approvals_state(admin) == "ready"
     item = admin.page.locator("#waiting li", has_text=shown)
     await item.locator("button.approve").click()
-    await admin.page.wait_for_selector(f"#waiting li:has-text('{t('en', 'webapp_approved')}')")
+    await admin.page.wait_for_selector(
+        f"#waiting li:has-text('{t('en', 'staff_webapp_approved')}')"
+    )
     return shown
 
 

@@ -451,12 +451,6 @@ async def trust_admin_device(
     return True
 
 
-async def owner_name(session: AsyncSession, keys: ServerSecrets, device_id: str) -> str:
-    device = await session.get(DeviceKey, device_id)
-    person = await session.get(Person, device.person_id) if device is not None else None
-    return shown_name_of(person, keys) if person is not None else ""
-
-
 async def revoke_devices_of(session: AsyncSession, person_id: str) -> None:
     """Every key of ``person_id`` stops receiving (revoking a person calls this). This, unlike
     approval, is the server's word alone: see the README ("End to end")."""

@@ -52,6 +52,7 @@ class AuditAction(enum.StrEnum):
     REPORT = "report"  # a `saferelay report` run; no object
     DEVICE_APPROVE = "device_approve"  # object: the device key approved (Mini App)
     DEVICE_REJECT = "device_reject"  # object: the device key refused
+    DEVICE_TRUST = "device_trust"  # object: an admin's phone certified by the team key (CLI)
 
 
 def _link_of(

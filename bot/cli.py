@@ -1,4 +1,4 @@
-"""The ``saferelay`` command: init, invite, run, report, audit, backup, restore.
+"""The ``saferelay`` command: init, invite, run, report, audit, devices, backup, restore.
 
 Output here is for the person at the shell (so ``print`` is right); the bot's own activity
 goes through logging, which is redacted.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import getpass
 import logging
@@ -50,6 +51,7 @@ from storage.models import AuditEntry, Person, Role
 
 EXIT_BROKEN = 1
 if TYPE_CHECKING:
+    from bot.devices import AdminDevice
     from bot.reports import Request as ReportRequest
 
 EXIT_USAGE = 2
@@ -592,6 +594,95 @@ def _actor_shown(actor_id: str | None, staff_names: dict[str, str]) -> str:
     return staff_names.get(actor_id, actor_id)
 
 
+def cmd_devices_list(settings: Settings, _args: argparse.Namespace) -> int:
+    """Print every live staff phone: owner, role, status, fingerprint, and who trusts it."""
+    from bot.devices import staff_devices
+
+    secrets = _require_initialised(settings).load()
+    shown = _in_transaction(settings, lambda session: staff_devices(session, secrets))
+    _print_devices(shown)
+    if secrets.team_verify_key is None:
+        print("No team verify key on this server yet: no staff phone receives anything until")
+        print("the coordinator runs `saferelay devices trust --key PATH` once.")
+    return 0
+
+
+_TRUSTED_BY = {"team": "team key (certifies)", "admin": "an admin's phone", "": "nobody"}
+
+
+def _print_devices(shown: Sequence[AdminDevice]) -> None:
+    print(f"{'fingerprint':14}  {'role':10}  {'status':8}  {'trusted by':20}  owner")
+    for d in shown:
+        print(
+            f"{d.fingerprint:14}  {d.role:10}  {d.status:8}  {_TRUSTED_BY[d.trust]:20}  "
+            f"{d.name} ({d.pseudonym})"
+        )
+    if not shown:
+        print("(no staff phones yet)")
+
+
+def _same_fingerprint(typed: str, shown: str) -> bool:
+    return typed.strip().upper().replace(" ", "").replace("-", "") == shown.replace("-", "")
+
+
+def cmd_devices_trust(settings: Settings, args: argparse.Namespace) -> int:
+    """Certify an admin's phone with the team key, after its fingerprint was compared."""
+    from bot.devices import staff_devices, trust_admin_device
+
+    secrets_dir = _require_initialised(settings)
+    team_key = Path(args.key).expanduser()
+    if not team_key.exists():
+        raise CliError(f"No team key file at {team_key}: give its place with --key PATH.")
+    secrets_dir.check_team_public_key(team_key)
+    signer = unlock_team_signer(team_key, _read_passphrase(settings, confirm=False))
+    try:
+        if secrets_dir.add_team_verify_key(signer):
+            print(f"Kept the team verify key in {secrets_dir.server_file}.")
+            print("Restart the bot (`saferelay run`) so its pages carry it.")
+    except OSError:
+        # A systemd install hands server.json over read-only (deploy/saferelay-admin): the
+        # key is public, so say what to add where the file is kept.
+        line = base64.b64encode(signer.verify_key).decode("ascii")
+        print(f"Could not write {secrets_dir.server_file} from here. As root, add this line to")
+        print(f'the server.json the bot reads, then restart it:  "team_verify_key": "{line}",')
+    # The signer's own verify key, whatever server.json holds yet: what is trusted is checked
+    # against it.
+    secrets = replace(secrets_dir.load(), team_verify_key=signer.verify_key)
+    candidates = [
+        d
+        for d in _in_transaction(settings, lambda session: staff_devices(session, secrets))
+        if d.role == Role.ADMIN.value and d.trust != "team"
+    ]
+    if not candidates:
+        print("No admin's phone waits to be trusted. The admin opens the bot's page on their")
+        print("phone first (its fingerprint is shown there).")
+        return 0
+    typed = args.fingerprint
+    if typed is None:
+        _print_devices(candidates)
+        if not sys.stdin.isatty():
+            raise CliError("No terminal to ask for the fingerprint: give it as an argument.")
+        typed = input("Fingerprint shown on the admin's phone (or Enter to stop): ")
+    if not typed.strip():
+        return 0
+    chosen = [d for d in candidates if _same_fingerprint(typed, d.fingerprint)]
+    if len(chosen) != 1:
+        print("No admin's phone waiting has that fingerprint: nothing was trusted.")
+        print("Check it on the phone again; if it still differs, do not trust that phone.")
+        return EXIT_BROKEN
+    [device] = chosen
+
+    async def _trust(session: AsyncSession) -> bool:
+        return await trust_admin_device(session, secrets, signer, device.device_id)
+
+    if not _in_transaction(settings, _trust):
+        print("That phone is no longer waiting: nothing was trusted.")
+        return EXIT_BROKEN
+    print(f"Trusted {device.fingerprint}, the phone of {device.name} ({device.pseudonym}).")
+    print("It now approves other staff phones in its page.")
+    return 0
+
+
 def cmd_backup(settings: Settings, args: argparse.Namespace) -> int:
     """A backup of the database to PATH, while the bot runs (README, "Backups")."""
     from bot.backup import BackupError, backup
@@ -744,6 +835,32 @@ def build_parser() -> argparse.ArgumentParser:
     show = audit_sub.add_parser("show", help="print the last entries")
     show.add_argument("--limit", type=int, default=50, help="how many (default 50)")
     show.set_defaults(func=cmd_audit_show)
+    devices = sub.add_parser(
+        "devices",
+        help="staff phones of the Mini App: list them, or trust an admin's phone (team key)",
+    )
+    devices_sub = devices.add_subparsers(dest="devices_command", required=True)
+    devices_sub.add_parser(
+        "list", help="every staff phone: fingerprint, role, status, who trusts it"
+    ).set_defaults(func=cmd_devices_list)
+    trust = devices_sub.add_parser(
+        "trust",
+        help="certify an admin's phone with the team key after comparing its fingerprint; "
+        "it then approves other staff phones in its page",
+    )
+    trust.add_argument(
+        "fingerprint",
+        nargs="?",
+        metavar="FINGERPRINT",
+        help="the fingerprint shown on the admin's phone (asked for if not given)",
+    )
+    trust.add_argument(
+        "--key",
+        default=f"./{TEAM_KEY_FILE}",
+        metavar="PATH",
+        help=f"the team key file (default ./{TEAM_KEY_FILE})",
+    )
+    trust.set_defaults(func=cmd_devices_trust)
     return parser
 
 

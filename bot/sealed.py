@@ -27,7 +27,7 @@ server has seen anything, and a replayed submission hits the primary key and is 
 Every envelope is checked before it is stored: the multi-recipient format, exactly one
 block long (so its length is every other record's), sealed to the team key first (so
 reports open it), and to no key but the team's and the approved device keys of the people
-who may read it.
+who may read it (a staff key only with a certificate chain that holds, bot/devices.py).
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ from bot.cases import (
 from bot.chat import About, clear_delay
 from bot.core import Core
 from bot.delivery import WEBAPP_BUTTON, Outgoing, enqueue
-from bot.devices import Reader, approved_readers
+from bot.devices import Reader, approved_readers, chain_of
 from bot.i18n import t
 from bot.people import Actor
 from bot.settings import Settings
@@ -181,21 +181,25 @@ async def _new_id(
 
 
 async def readers_of_member(
-    session: AsyncSession, member_id: str, *, everyone: bool = False
+    session: AsyncSession, anchor: bytes | None, member_id: str, *, everyone: bool = False
 ) -> list[Reader]:
     """The approved device keys a member's records are sealed to: their caseworker's, or
     every active staff member's when they have none or when ``everyone`` is asked for (a
     "right now" request shown as such: whoever would get the chat alert or its
-    escalation)."""
+    escalation). Only keys whose certificate chain holds from ``anchor`` (the team's
+    verify key): the member's page checks the same chains before it seals."""
     found = await recipients_for(session, member_id, everyone=everyone)
     if found is None:
         return []
     _member, staff = found
-    return await approved_readers(session, [s.id for s in staff])
+    return await approved_readers(session, anchor, [s.id for s in staff])
 
 
-async def approved_device(session: AsyncSession, actor: Actor, public_key: bytes) -> DeviceKey:
-    """The caller's own approved device key, or :class:`Refused`."""
+async def approved_device(
+    session: AsyncSession, anchor: bytes | None, actor: Actor, public_key: bytes
+) -> DeviceKey:
+    """The caller's own approved device key (a staff one with its certificate chain holding
+    from ``anchor``), or :class:`Refused`."""
     device = await session.scalar(
         select(DeviceKey).where(
             DeviceKey.public_key == public_key,
@@ -203,7 +207,9 @@ async def approved_device(session: AsyncSession, actor: Actor, public_key: bytes
             DeviceKey.status == DeviceStatus.APPROVED.value,
         )
     )
-    if device is None:
+    if device is None or (
+        not actor.is_member and await chain_of(session, anchor, device, actor.role.value) is None
+    ):
         raise Refused(Refusal.NO_DEVICE)
     return device
 
@@ -234,7 +240,9 @@ async def accept_member_record(
     model = models[kind]
     await _new_id(session, model, record_id)
     shown = shown or Shown()
-    readers = await readers_of_member(session, actor.person_id, everyone=shown.urgent)
+    readers = await readers_of_member(
+        session, keys.team_verify_key, actor.person_id, everyone=shown.urgent
+    )
     team_kid = key_id(keys.team_sealer.public_key)
     _check_envelope(envelope, team_kid, {r.key_id for r in readers})
     today = day(utcnow())
@@ -349,7 +357,9 @@ async def member_readers(session: AsyncSession, actor: Actor, member_id: str) ->
         or not (actor.is_admin or member.caseworker_id == actor.person_id)
     ):
         raise Refused(Refusal.NOT_ALLOWED)
-    readers = await approved_readers(session, [member_id])
+    # The member's own phone: approved at registration (bot/devices.py says why), so no
+    # certificate to check here; the README says what that leaves open.
+    readers = await approved_readers(session, None, [member_id])
     if not readers:
         raise Refused(Refusal.NO_READER)
     return readers

@@ -3,14 +3,18 @@
 ::
 
     <secrets dir>/                 mode 0700, default ~/.config/saferelay (SAFERELAY_SECRETS_DIR)
-        server.json                mode 0600: pepper, server key, team public key
+        server.json                mode 0600: pepper, server key, team public key, and the
+                                   team's signing verify key (pinned into the Mini App pages)
     <team key file>                mode 0600: team private key under the passphrase; written
                                    where the coordinator says at `init`, then moved off the
                                    server. The running bot never needs it.
 
 The secrets live outside the data directory so that a backup or copy of ``data/`` alone
 decrypts no chat id and links no hash to a Telegram account. Neither file is ever
-overwritten: creating a key where one exists is refused.
+overwritten: creating a key where one exists is refused. The one later change to
+server.json is adding the team's verify key to an install made before it was kept there
+(``saferelay devices trust``, which holds the team key file then); a key already there is
+never replaced.
 """
 
 from __future__ import annotations
@@ -50,6 +54,10 @@ class ServerSecrets:
     pepper: Pepper
     server_box: ServerBox
     team_sealer: TeamSealer
+    # The public half of the team's Ed25519 signing key (crypto/signing.py): the anchor of
+    # the Mini App's device certificates. None for an install made before it was kept here,
+    # until `saferelay devices trust` adds it; until then pages seal to the team key only.
+    team_verify_key: bytes | None = None
 
     def __repr__(self) -> str:
         return "ServerSecrets(<hidden>)"
@@ -83,6 +91,7 @@ class SecretsDir:
             "pepper": _b64(nacl.utils.random(PEPPER_SIZE)),
             "server_key": _b64(nacl.utils.random(SERVER_KEY_SIZE)),
             "team_public_key": _b64(pair.public_key),
+            "team_verify_key": _b64(TeamSigner(pair.private_key).verify_key),
         }
         # The private key first: a crash in between leaves a state `init` can diagnose.
         team_key_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -113,12 +122,17 @@ class SecretsDir:
             public_key = _unb64(document["team_public_key"])
             older_raw = document.get("older_server_keys", [])
             older = [_unb64(k) for k in older_raw] if isinstance(older_raw, list) else []
+            verify_raw = document.get("team_verify_key")
+            verify_key = _unb64(verify_raw) if verify_raw is not None else None
+            if verify_key is not None and len(verify_key) != 32:
+                raise ValueError("a verify key is 32 bytes")
         except (ValueError, KeyError, TypeError) as exc:
             raise KeyFileError(f"{self.server_file} is damaged") from exc
         return ServerSecrets(
             pepper=Pepper(pepper),
             server_box=ServerBox(server_key, older),
             team_sealer=TeamSealer(public_key),
+            team_verify_key=verify_key,
         )
 
     def check_team_public_key(self, team_key_file: Path) -> None:
@@ -126,6 +140,24 @@ class SecretsDir:
         on_file = read_public_key(team_key_file.read_bytes())
         if _unb64(self._document()["team_public_key"]) != on_file:
             raise KeyFileError(f"{self.server_file} and {team_key_file} do not belong together")
+
+    def add_team_verify_key(self, signer: TeamSigner) -> bool:
+        """Keep the team's verify key in server.json, for an install made before it was kept
+        there. ``signer`` must come from this install's team key file (checked by the
+        caller with :meth:`check_team_public_key`). Returns whether anything was written; a
+        different key already there is refused, never replaced."""
+        document = self._document()
+        present = document.get("team_verify_key")
+        if present is not None:
+            if _unb64(present) != signer.verify_key:
+                raise KeyFileError(f"{self.server_file} holds another team verify key")
+            return False
+        document["team_verify_key"] = _b64(signer.verify_key)
+        partial = self.server_file.with_name(self.server_file.name + ".partial")
+        partial.unlink(missing_ok=True)
+        write_private_file(partial, (json.dumps(document, indent=2) + "\n").encode())
+        os.replace(partial, self.server_file)
+        return True
 
 
 def _unlock(team_key_file: Path, passphrase: str) -> TeamKeyPair:

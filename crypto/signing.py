@@ -2,9 +2,10 @@
 
 The signing key is an Ed25519 key derived from the team private key (BLAKE2b with its own
 personalisation, so it is independent of the X25519 key it comes from): it exists only
-where the passphrase unlocked the team key file, never on the running bot. Whoever checks a
-signature also needs the team key, which is how the one use here (the audit anchor, see
-bot/audit.py) is checked anyway.
+where the passphrase unlocked the team key file, never on the running bot. The audit anchor
+(bot/audit.py) is checked with the team key itself; the Mini App's device certificates
+(crypto/devices.py) are checked by the pages and the bot with the public verify key, which
+the server keeps with its secrets (crypto/keystore.py) and pins into the pages.
 """
 
 from __future__ import annotations
@@ -42,6 +43,16 @@ class TeamSigner:
 
     def __repr__(self) -> str:
         return "TeamSigner(<hidden>)"
+
+    @property
+    def verify_key(self) -> bytes:
+        """The public half: pinned into the Mini App's pages (device certificates)."""
+        return bytes(self._signing_key.verify_key)
+
+    @property
+    def signing_key(self) -> nacl.signing.SigningKey:
+        """For :meth:`crypto.devices.DeviceCert.sign` (``saferelay devices trust``)."""
+        return self._signing_key
 
     def sign(self, statement: bytes) -> bytes:
         """``statement`` with its signature in front (PyNaCl's signed message)."""

@@ -16,7 +16,7 @@ from bot import cases as case_service
 from bot.cases import Outcome
 from bot.chat import remember
 from bot.delivery import WEBAPP_BUTTON
-from bot.devices import Decision, decide_device
+from bot.devices import Decision, reject_device
 from bot.i18n import t
 from bot.people import (
     NameProblem,
@@ -464,7 +464,8 @@ async def confirm_revoke(update: Update, context: SafeContext) -> None:
 
 
 async def decide_device_pressed(update: Update, context: SafeContext) -> None:
-    """Approve or reject a Mini App device key, checked again in the database."""
+    """Answer a device approval button of an older version: approving is now signed on an
+    admin's phone in the page; a rejection is still carried out, checked in the database."""
     query, actor = update.callback_query, context.require_actor()
     if query is None or query.data is None:
         return
@@ -472,14 +473,14 @@ async def decide_device_pressed(update: Update, context: SafeContext) -> None:
         await query.answer(t(actor.language, "not_allowed"), show_alert=True)
         return
     _, verdict, device_id = query.data.split(":", 2)
-    session = context.session()
-    decision, shown = await decide_device(session, actor, device_id, approve=verdict == "ok")
+    if verdict == "ok":
+        await query.answer(t(actor.language, "device_approve_in_page"), show_alert=True)
+        return
+    decision = await reject_device(context.session(), actor, device_id)
     await context.commit()
     await query.answer()
-    if decision is Decision.APPROVED:
-        await edit_pressed(query, t(actor.language, "device_approved", fingerprint=shown))
-    elif decision is Decision.REJECTED:
-        await edit_pressed(query, t(actor.language, "device_rejected", fingerprint=shown))
+    if decision is Decision.REJECTED:
+        await edit_pressed(query, t(actor.language, "device_rejected_plain"))
     else:
         await edit_pressed(query, t(actor.language, "device_gone"))
 

@@ -598,18 +598,22 @@ class DeviceStatus(enum.StrEnum):
 class DeviceKey(Base):
     """A Mini App device's public key (its private half never leaves the phone).
 
-    A staff device's key receives nothing until an admin approves it after comparing its
-    fingerprint on both phones (bot/devices.py): a server that slipped its own key in would
-    have to get it past that comparison. A member's device key is approved when it is
-    registered (a member cannot be asked to compare fingerprints) and replaces the ones
-    before it; revoking a person revokes their keys. Public keys are not secret, and name
-    no Telegram account.
+    A staff device's key receives nothing until it is certified (crypto/devices.py): an
+    admin's phone by the team key, offline (``saferelay devices trust``); any other staff
+    phone by a team-certified admin phone, in its page, after comparing the fingerprint on
+    both phones. ``status`` says what the server believes; the certificate (its issuer's
+    key and signature) is what pages and server check before anything is sealed to the
+    key, so a server that marks its own key approved gains no reader. A member's device
+    key is approved when it is registered (a member cannot be asked to compare
+    fingerprints) and replaces the ones before it; revoking a person revokes their keys.
+    Public keys are not secret, and name no Telegram account.
     """
 
     __tablename__ = "device_keys"
     __table_args__ = (
         CheckConstraint("status IN ('pending', 'approved', 'revoked')", name="status"),
         Index(None, "person_id", "status"),
+        Index("ix_device_keys_signing_key", "signing_key", unique=True),
     )
 
     id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True, default=new_id)
@@ -621,6 +625,12 @@ class DeviceKey(Base):
     approved_by: Mapped[str | None] = mapped_column(
         ForeignKey("people.id", ondelete="SET NULL"), nullable=True, index=True
     )
+    # A staff device's Ed25519 public key (what it certifies others with, if an admin's).
+    signing_key: Mapped[bytes | None] = mapped_column(LargeBinary(32), nullable=True)
+    # Its certificate: who signed it (the team's verify key, or a certifier phone's signing
+    # key) and the detached signature over crypto.devices.DeviceCert.statement().
+    cert_issuer: Mapped[bytes | None] = mapped_column(LargeBinary(32), nullable=True)
+    cert_signature: Mapped[bytes | None] = mapped_column(LargeBinary(64), nullable=True)
 
 
 class SealedReply(Base):

@@ -22,7 +22,15 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.core import Core
-from bot.devices import Registered, register_device
+from bot.devices import (
+    Decision,
+    Reader,
+    Registered,
+    approve_device,
+    pending_devices,
+    register_device,
+    reject_device,
+)
 from bot.limits import RateLimiter, Verdict
 from bot.people import Actor, find_actor
 from bot.sealed import (
@@ -40,7 +48,7 @@ from bot.sealed import (
     readers_of_member,
     staff_inbox,
 )
-from crypto.devices import PUBLIC_KEY_SIZE, fingerprint
+from crypto.devices import PUBLIC_KEY_SIZE, SIGNATURE_SIZE, Certified, fingerprint
 from webapp.initdata import InitDataError, ReplayedSubmission, ReplayGuard, validate_init_data
 
 log = logging.getLogger(__name__)
@@ -56,7 +64,7 @@ _STATUS = {
 
 CALLS_PER_USE = 4
 # Calls that change something: each accepted body is remembered and a replay refused.
-CHANGES = frozenset({"submit", "reply", "read"})
+CHANGES = frozenset({"submit", "reply", "read", "approve", "reject"})
 
 Handler = Callable[[AsyncSession, Actor, dict[str, Any]], Awaitable[dict[str, Any]]]
 
@@ -73,6 +81,38 @@ def _hex_key(body: dict[str, Any], name: str = "public_key") -> bytes:
     if len(raw) != PUBLIC_KEY_SIZE:
         raise Refused(Refusal.BAD_ENVELOPE)
     return raw
+
+
+def _signature(body: dict[str, Any]) -> bytes:
+    try:
+        raw = bytes.fromhex(str(body["signature"]))
+    except (KeyError, ValueError) as exc:
+        raise Refused(Refusal.BAD_ENVELOPE) from exc
+    if len(raw) != SIGNATURE_SIZE:
+        raise Refused(Refusal.BAD_ENVELOPE)
+    return raw
+
+
+def _cert(certified: Certified) -> dict[str, Any]:
+    cert = certified.cert
+    return {
+        "id": cert.device_id,
+        "role": cert.role.name.lower(),
+        "pk": cert.public_key.hex(),
+        "spk": cert.signing_key.hex(),
+        "iss": cert.issuer.hex(),
+        "sig": certified.signature.hex(),
+    }
+
+
+def _reader(reader: Reader) -> dict[str, Any]:
+    """A reader as a page gets it: its key and, for a staff phone, the certificates the
+    page checks against its pinned team verify key before sealing anything to it."""
+    shown: dict[str, Any] = {"pk": reader.public_key.hex(), "kid": reader.key_id.hex()}
+    if reader.certified is not None:
+        shown["cert"] = _cert(reader.certified)
+        shown["issuer"] = _cert(reader.issuer) if reader.issuer is not None else None
+    return shown
 
 
 def _envelope(body: dict[str, Any]) -> bytes:
@@ -127,9 +167,16 @@ class WebappApi:
         # what is waiting, the readers, the record), hence the factor.
         self._limiter = RateLimiter(core.settings.messages_per_minute * CALLS_PER_USE)
 
+    @property
+    def _anchor(self) -> bytes | None:
+        return self._core.secrets.team_verify_key
+
     def routes(self, prefix: str) -> list[web.RouteDef]:
         calls: dict[str, Handler] = {
             "device": self.device,
+            "pending": self.pending,
+            "approve": self.approve,
+            "reject": self.reject,
             "recipients": self.recipients,
             "submit": self.submit,
             "inbox": self.inbox,
@@ -190,16 +237,73 @@ class WebappApi:
     async def device(
         self, session: AsyncSession, actor: Actor, body: dict[str, Any]
     ) -> dict[str, Any]:
-        """Register this device's public key (idempotent); say whether it is approved."""
+        """Register this device's public keys (idempotent); say whether it is approved and,
+        for a staff phone, give its certificates (its page checks them itself)."""
         key = _hex_key(body)
-        outcome, _device_id = await register_device(session, self._core.secrets, actor, key)
-        if outcome in (Registered.TAKEN, Registered.REFUSED, Registered.FULL):
+        signing = None if actor.is_member else _hex_key(body, "signing_key")
+        done = await register_device(
+            session, self._core.secrets, actor, key, signing, webapp_url=self._url
+        )
+        if done.outcome in (Registered.TAKEN, Registered.REFUSED, Registered.FULL):
             raise Refused(Refusal.NO_DEVICE)
-        return {
-            "status": outcome.value,
-            "fingerprint": fingerprint(key),
+        answer: dict[str, Any] = {
+            "status": done.outcome.value,
+            "fingerprint": fingerprint(key, signing or b""),
             "role": actor.role.value,
+            "device_id": done.device_id,
         }
+        if done.chain is not None:
+            certified, issuer = done.chain
+            answer["cert"] = _cert(certified)
+            answer["issuer"] = _cert(issuer) if issuer is not None else None
+        return answer
+
+    async def pending(
+        self, session: AsyncSession, actor: Actor, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        """An admin's page: the staff phones waiting, with their keys (the page computes
+        their fingerprints; nothing to compare is taken from the server's text)."""
+        if not actor.is_admin:
+            raise Refused(Refusal.NOT_ALLOWED)
+        waiting = await pending_devices(session, self._core.secrets, actor)
+        return {
+            "devices": [
+                {
+                    "id": p.device_id,
+                    "name": p.name,
+                    "role": p.role,
+                    "pk": p.public_key.hex(),
+                    "spk": p.signing_key.hex(),
+                }
+                for p in waiting
+            ]
+        }
+
+    async def approve(
+        self, session: AsyncSession, actor: Actor, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        """A certificate signed on a certifier's phone, checked here too before it is kept."""
+        decision = await approve_device(
+            session,
+            self._core.secrets,
+            actor,
+            _hex_key(body),
+            str(body.get("device_id", "")),
+            _signature(body),
+        )
+        if decision is Decision.REFUSED:
+            raise Refused(Refusal.NOT_ALLOWED)
+        if decision is Decision.BAD_SIGNATURE:
+            raise Refused(Refusal.BAD_ENVELOPE)
+        return {"decision": decision.value}
+
+    async def reject(
+        self, session: AsyncSession, actor: Actor, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        decision = await reject_device(session, actor, str(body.get("device_id", "")))
+        if decision is Decision.REFUSED:
+            raise Refused(Refusal.NOT_ALLOWED)
+        return {"decision": decision.value}
 
     async def recipients(
         self, session: AsyncSession, actor: Actor, body: dict[str, Any]
@@ -211,8 +315,10 @@ class WebappApi:
         # escalates to them), so it is sealed to all their approved devices. A member learns
         # only staff devices' public keys by this, which say nothing about other members.
         everyone = body.get("urgent") is True
-        readers = await readers_of_member(session, actor.person_id, everyone=everyone)
-        return {"readers": [{"pk": r.public_key.hex(), "kid": r.key_id.hex()} for r in readers]}
+        readers = await readers_of_member(
+            session, self._core.secrets.team_verify_key, actor.person_id, everyone=everyone
+        )
+        return {"readers": [_reader(r) for r in readers]}
 
     async def submit(
         self, session: AsyncSession, actor: Actor, body: dict[str, Any]
@@ -238,20 +344,20 @@ class WebappApi:
     async def inbox(
         self, session: AsyncSession, actor: Actor, body: dict[str, Any]
     ) -> dict[str, Any]:
-        device = await approved_device(session, actor, _hex_key(body))
+        device = await approved_device(session, self._anchor, actor, _hex_key(body))
         return {"records": [_record(r) for r in await staff_inbox(session, actor, device)]}
 
     async def reply_keys(
         self, session: AsyncSession, actor: Actor, body: dict[str, Any]
     ) -> dict[str, Any]:
-        await approved_device(session, actor, _hex_key(body))
+        await approved_device(session, self._anchor, actor, _hex_key(body))
         readers = await member_readers(session, actor, str(body.get("member_id", "")))
-        return {"readers": [{"pk": r.public_key.hex(), "kid": r.key_id.hex()} for r in readers]}
+        return {"readers": [_reader(r) for r in readers]}
 
     async def reply(
         self, session: AsyncSession, actor: Actor, body: dict[str, Any]
     ) -> dict[str, Any]:
-        await approved_device(session, actor, _hex_key(body))
+        await approved_device(session, self._anchor, actor, _hex_key(body))
         await accept_reply(
             session,
             self._core.secrets,
@@ -266,7 +372,7 @@ class WebappApi:
     async def replies(
         self, session: AsyncSession, actor: Actor, body: dict[str, Any]
     ) -> dict[str, Any]:
-        device = await approved_device(session, actor, _hex_key(body))
+        device = await approved_device(session, self._anchor, actor, _hex_key(body))
         return {"records": [_record(r) for r in await member_inbox(session, actor, device)]}
 
     async def read(

@@ -128,10 +128,12 @@ def _translated(body: bytes, language: str) -> bytes:
     return _TEXT.sub(word, body).replace(b"{{LANG}}", language.encode("ascii"))
 
 
-def static_assets(team_public_key: bytes) -> dict[str, Asset]:
-    """Every file under ``static/``, pages with the team key pinned in (one per language),
-    plus libsodium."""
+def static_assets(team_public_key: bytes, team_verify_key: bytes | None = None) -> dict[str, Asset]:
+    """Every file under ``static/``, pages with the team key and the team's verify key (the
+    anchor of device certificates; empty when not known yet, and then the pages seal to the
+    team key alone) pinned in (one per language), plus libsodium."""
     pins = {
+        b"{{TEAM_VERIFY_KEY}}": (team_verify_key or b"").hex().encode("ascii"),
         b"{{TEAM_PUBLIC_KEY}}": team_public_key.hex().encode("ascii"),
         b"{{TEAM_KEY_ID}}": key_id(team_public_key).hex().encode("ascii"),
         b"{{TEAM_FINGERPRINT}}": fingerprint(team_public_key).encode("ascii"),
@@ -175,7 +177,7 @@ def webapp_routes(core: Core, wake: Callable[[], None] = lambda: None) -> list[w
     """Pages, scripts and the API under ``SAFERELAY_WEBAPP_URL``'s path, for the bot's web
     server (bot/web.py). Raises :class:`WebappNotBuilt` if ``npm ci`` was not run."""
     prefix = core.settings.webapp_prefix
-    assets = static_assets(core.secrets.team_sealer.public_key)
+    assets = static_assets(core.secrets.team_sealer.public_key, core.secrets.team_verify_key)
     # What is served, by hash, so the organisation can check it against the repository.
     for name, asset in sorted(assets.items()):
         log.info("Mini App serves %s sha256=%s", name, asset.sha256)
@@ -183,9 +185,9 @@ def webapp_routes(core: Core, wake: Callable[[], None] = lambda: None) -> list[w
     return [*api.routes(prefix), web.get(prefix + "{path:[A-Za-z0-9_./-]+}", _serve(assets))]
 
 
-def build_webapp(team_public_key: bytes) -> web.Application:
+def build_webapp(team_public_key: bytes, team_verify_key: bytes | None = None) -> web.Application:
     """The pages alone as a sub-application (the crypto interop tests mount it by itself)."""
-    assets = static_assets(team_public_key)
+    assets = static_assets(team_public_key, team_verify_key)
     app = web.Application(client_max_size=16 * 1024)
     app[ASSETS] = assets
     app.router.add_get("/{path:.+}", _serve(assets))

@@ -416,3 +416,42 @@ def test_erasing_a_member_leaves_the_audit_chain_verifiable(initialised: Path) -
     assert len(lines) == 3  # a header and two entries
     assert "(shell)" in lines[1] and "enrol" in lines[1] and member_id in lines[1]
     assert "erase" in lines[2] and member_id in lines[2]
+
+
+def test_devices_trust_keeps_the_team_verify_key_for_an_older_install(initialised: Path) -> None:
+    import json
+
+    # Given an install made before the team's verify key was kept in server.json
+    server = secrets_dir(initialised) / "server.json"
+    document = json.loads(server.read_text())
+    made_with = document.pop("team_verify_key")
+    server.write_text(json.dumps(document))
+    listed = saferelay(initialised, "devices", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert "(no staff phones yet)" in listed.stdout
+    assert "saferelay devices trust" in listed.stdout  # says what is missing, and the fix
+
+    # When the coordinator runs `devices trust` with the team key file
+    team_key = initialised / "saferelay-team.key"
+    trusted = saferelay(
+        initialised, "devices", "trust", "--key", str(team_key), SAFERELAY_PASSPHRASE=PASSPHRASE
+    )
+    # Then the verify key is back, the same one, private, and nothing else was changed
+    assert trusted.returncode == 0, trusted.stderr
+    assert "Kept the team verify key" in trusted.stdout
+    assert "No admin's phone waits to be trusted" in trusted.stdout
+    kept = json.loads(server.read_text())
+    assert kept == {**document, "team_verify_key": made_with}
+    assert stat.S_IMODE(server.stat().st_mode) == 0o600
+    # A wrong passphrase is refused clearly, whatever the fingerprint
+    wrong = saferelay(
+        initialised,
+        "devices",
+        "trust",
+        "ABCD-EF12-3456",
+        "--key",
+        str(team_key),
+        SAFERELAY_PASSPHRASE="not the right one",
+    )
+    assert wrong.returncode == 2
+    assert "passphrase" in wrong.stderr

@@ -194,3 +194,50 @@ async def test_base_to_head_and_back_to_nothing(new_database: MakeDatabase) -> N
         )
     assert tables == set()
     assert await migrate(engine) is True
+
+
+async def test_0011_sends_uncertified_staff_keys_back_to_pending_and_keeps_members(
+    new_database: MakeDatabase,
+) -> None:
+    # Given a database at 0010 with a caseworker's key approved by the old chat button, and
+    # a member's key (approved at registration)
+    engine = new_database()
+    assert await migrate(engine, "0010") is True
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    async with engine.begin() as connection:
+        for pid, role, lookup in (("cw", "caseworker", b"\x01"), ("m1", "member", b"\x02")):
+            await connection.execute(
+                text(
+                    "INSERT INTO people (id, tg_lookup, chat_ref, role, pseudonym, language,"
+                    " language_chosen, created_at, erased, code_word, duress_word) VALUES"
+                    " (:id, :tg, :ref, :role, :id, 'ko', :yes, :at, :no, :word, :word)"
+                ),
+                {
+                    "id": pid,
+                    "tg": lookup * 32,
+                    "ref": b"\x01",
+                    "role": role,
+                    "at": at,
+                    "yes": True,
+                    "no": False,
+                    "word": b"\x02" * 32,
+                },
+            )
+            await connection.execute(
+                text(
+                    "INSERT INTO device_keys (id, person_id, public_key, status, created_at)"
+                    " VALUES (:id, :id, :pk, 'approved', :at)"
+                ),
+                {"id": pid, "pk": lookup * 32, "at": at},
+            )
+    # When it is brought to 0011
+    assert await migrate(engine, "0011") is True
+    # Then the caseworker's key waits for a certificate again; the member's stays approved
+    async with engine.connect() as connection:
+        rows = await connection.execute(text("SELECT id, status FROM device_keys ORDER BY id"))
+        assert [tuple(r) for r in rows] == [("cw", "pending"), ("m1", "approved")]
+    # And down again leaves both rows
+    await migrate_down(engine, "0010")
+    async with engine.connect() as connection:
+        count = await connection.scalar(text("SELECT count(*) FROM device_keys"))
+    assert count == 2

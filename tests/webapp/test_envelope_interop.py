@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import aiohttp
 import nacl.public
+import nacl.signing
 import pytest
 from aiohttp.test_utils import TestServer
 
@@ -19,8 +20,9 @@ from crypto.boxes import (
     multi_recipient_ids,
     seal_multi,
 )
-from crypto.devices import fingerprint
+from crypto.devices import Certified, CertRole, DeviceCert, check_chain, fingerprint
 from crypto.errors import RecordOpenError
+from crypto.signing import TeamSigner
 from tests.webapp.conftest import OfflinePage
 
 PLACE = RecordPlace("webapp_records", "sealed", "7f0c3a52-row")
@@ -165,3 +167,95 @@ async def test_served_pages_pin_the_team_key_and_a_strict_policy(
     assert "{{" not in body
     assert "default-src 'none'" in csp and "'unsafe-inline'" not in csp
     assert "frame-ancestors" in csp
+
+
+_LOAD_CERTS = """async () => {
+  const sodium = (await import("/webapp/vendor/libsodium-wrappers.mjs")).default;
+  await sodium.ready;
+  const { certs } = await import("/webapp/js/certs.mjs");
+  const { envelopes } = await import("/webapp/js/envelope.mjs");
+  window.__c = certs(sodium);
+  window.__e = envelopes(sodium);
+  window.__s = sodium;
+  return true;
+}"""
+
+
+async def test_certificates_are_the_same_bytes_and_check_on_both_sides(
+    offline_page: OfflinePage, webapp_server: TestServer
+) -> None:
+    # Given a team signing key (the anchor), an admin's phone it certified (in Python), and
+    # in the page a caseworker's phone's keys
+    team = TeamSigner(bytes(range(7, 39)))
+    admin_sign = nacl.signing.SigningKey.generate()
+    admin_cert = DeviceCert(
+        CertRole.ADMIN,
+        "AdminPhone_0123456789a",
+        bytes(nacl.public.PrivateKey.generate().public_key),
+        bytes(admin_sign.verify_key),
+        team.verify_key,
+    )
+    admin = Certified(admin_cert, admin_cert.sign(team.signing_key))
+    await offline_page.page.goto(str(webapp_server.make_url("/webapp/index.html")))
+    assert await offline_page.page.evaluate(_LOAD_CERTS), offline_page.console
+
+    # When the admin's phone (the page, with the admin's seed) signs the caseworker's
+    # certificate, and the page checks both chains against the anchor
+    made = await offline_page.page.evaluate(
+        """([seed, anchor, admin]) => {
+          const s = window.__s, c = window.__c;
+          const signer = s.crypto_sign_seed_keypair(s.from_hex(seed));
+          const phone = { pk: s.crypto_box_keypair().publicKey,
+                          spk: s.crypto_sign_keypair().publicKey };
+          const cert = { role: "caseworker", id: "MinaPhone_0123456789ab",
+                         publicKey: phone.pk, signingKey: phone.spk, issuer: signer.publicKey };
+          const sig = c.sign(cert, signer.privateKey);
+          const shown = { id: cert.id, role: cert.role, pk: s.to_hex(phone.pk),
+                          spk: s.to_hex(phone.spk), iss: s.to_hex(signer.publicKey),
+                          sig: s.to_hex(sig) };
+          const a = s.from_hex(anchor);
+          const flip = (shown.sig[0] === "0" ? "1" : "0") + shown.sig.slice(1);
+          const flipped = { ...shown, sig: flip };
+          return {
+            statement: s.to_hex(c.statement(cert)), shown,
+            fp: window.__e.fingerprint(phone.pk, phone.spk),
+            holds: c.chainHolds(a, c.parse(shown), c.parse(admin), phone.pk),
+            flipped: c.chainHolds(a, c.parse(flipped), c.parse(admin), phone.pk),
+            adminAlone: c.chainHolds(a, c.parse(admin), null, null),
+            certifier: c.isCertifier(a, c.parse(admin)),
+            caseworkerIsCertifier: c.isCertifier(a, c.parse(shown)),
+            // an install whose pages have no verify key pinned yet trusts no staff phone
+            noAnchor: c.chainHolds(null, c.parse(shown), c.parse(admin), phone.pk),
+            otherAnchor: c.chainHolds(s.crypto_sign_keypair().publicKey, c.parse(shown),
+                                      c.parse(admin), phone.pk),
+          };
+        }""",
+        [
+            admin_sign.encode().hex(),
+            team.verify_key.hex(),
+            {
+                "id": admin_cert.device_id,
+                "role": "admin",
+                "pk": admin_cert.public_key.hex(),
+                "spk": admin_cert.signing_key.hex(),
+                "iss": admin_cert.issuer.hex(),
+                "sig": admin.signature.hex(),
+            },
+        ],
+    )
+    shown = made["shown"]
+    cert = DeviceCert(
+        CertRole.CASEWORKER,
+        shown["id"],
+        bytes.fromhex(shown["pk"]),
+        bytes.fromhex(shown["spk"]),
+        bytes.fromhex(shown["iss"]),
+    )
+    # Then the statement is byte-identical, Python checks the page's signature in the chain,
+    # the fingerprints agree, and the page accepts exactly what Python accepts
+    assert made["statement"] == cert.statement().hex()
+    check_chain(team.verify_key, Certified(cert, bytes.fromhex(shown["sig"])), admin)
+    assert made["fp"] == fingerprint(cert.public_key, cert.signing_key)
+    assert (made["holds"], made["adminAlone"], made["certifier"]) == (True, True, True)
+    refused = ("flipped", "caseworkerIsCertifier", "otherAnchor", "noAnchor")
+    assert [made[k] for k in refused] == [False] * 4

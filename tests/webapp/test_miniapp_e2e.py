@@ -7,8 +7,10 @@ replayed calls are refused."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +19,14 @@ import pytest
 from sqlalchemy import select
 
 from bot.checkins import open_answers
+from bot.cli import build_parser, cmd_devices_trust
 from bot.delivery import payload_place
 from bot.i18n import t
+from bot.settings import Secret
 from bot.web import WEB_KEY
 from crypto.boxes import ALG_MULTI, multi_recipient_ids
 from storage.models import CheckIn, DeviceKey, Note, OutboxItem
-from tests.conftest import RunningBot, eventually
+from tests.conftest import PASSPHRASE, RunningBot, eventually, team_key_of
 from tests.handlers.conftest import Team, pseudonym_of
 from tests.webapp.conftest import OfflinePage, Phone
 
@@ -44,15 +48,48 @@ async def ready(page: OfflinePage, value: str = "1") -> None:
     await page.page.wait_for_selector(f"body[data-ready='{value}']", state="attached")
 
 
-async def approve(bot: RunningBot, team: Team, phone: Phone) -> str:
-    """The caseworker opens her page; the admin approves the fingerprint it shows."""
-    page = await phone.open(base_url(bot) + "staff.en.html")
+async def trust_admin_phone(bot: RunningBot, phones: dict[str, Phone]) -> str:
+    """The admin opens their page; the coordinator trusts the fingerprint it shows with the
+    real `saferelay devices trust` (team key file and passphrase)."""
+    page = await phones["admin"].open(base_url(bot) + "staff.en.html")
+    state = await approvals_state(page)
+    shown = (await page.page.text_content("#fingerprint") or "").strip()
+    if state == "ready":
+        return shown
+    assert state == "untrusted"
+    assert await page.page.is_visible("#untrusted")
+    args = build_parser().parse_args(
+        ["devices", "trust", shown, "--key", str(team_key_of(bot.settings.data_dir))]
+    )
+    settings = replace(bot.settings, passphrase=Secret(PASSPHRASE))
+    # The command runs its own event loop, as it does at the shell
+    assert await asyncio.to_thread(cmd_devices_trust, settings, args) == 0
+    return shown
+
+
+async def approvals_state(page: OfflinePage) -> str:
+    found = await page.page.wait_for_selector("#approvals[data-state]", state="attached")
+    assert found is not None
+    return str(await found.get_attribute("data-state"))
+
+
+async def approve(bot: RunningBot, team: Team, phones: dict[str, Phone], name: str) -> str:
+    """``name``'s phone opens its page; the admin's phone (trusted by the coordinator first)
+    approves the fingerprint it shows, in the admin's page."""
+    await trust_admin_phone(bot, phones)
+    page = await phones[name].open(base_url(bot) + "staff.en.html")
     await ready(page, "pending")
     shown = (await page.page.text_content("#fingerprint") or "").strip()
-    question = await team.admin.wait_for_message(shown)
-    await bot.drained()
-    await team.admin.press(t("en", "btn_device_approve"), message=question)
-    await team.admin.wait_for_message(t("en", "device_approved", fingerprint=shown))
+    # The admin's chat says only that a phone waits, with an Open button to their page
+    notice = await team.admin.wait_for_message(t("en", "device_waiting"))
+    assert shown not in (notice.text or "")
+    admin = await phones["admin"].open(base_url(bot) + "staff.en.html")
+    assert await approvals_state(admin) == "ready"
+    item = admin.page.locator("#waiting li", has_text=shown)
+    await item.locator("button.approve").click()
+    await admin.page.wait_for_selector(
+        f"#waiting li:has-text('{t('en', 'staff_webapp_approved')}')"
+    )
     return shown
 
 
@@ -80,8 +117,9 @@ async def test_member_writes_caseworker_reads_and_answers_only_ciphertext_on_the
     bot: RunningBot, team: Team, phones: dict[str, Phone], data_dir: Path
 ) -> None:
     core = bot.core
-    # Given Mina's phone approved by the admin after comparing fingerprints, and Joon's not
-    await approve(bot, team, phones["mina"])
+    # Given Mina's phone approved by the admin's phone after comparing fingerprints (the
+    # admin's phone trusted by the coordinator with the team key), and Joon's not
+    await approve(bot, team, phones, "mina")
     joon_page = await phones["joon"].open(base_url(bot) + "staff.en.html")
     await ready(joon_page, "pending")
 
@@ -128,7 +166,7 @@ async def test_member_writes_caseworker_reads_and_answers_only_ciphertext_on_the
     # The offline report opens the check-in with the team key, like a chat check-in
     answers = open_answers(bot.opener(), checkin.id, checkin.sealed)
     assert (answers.health, answers.threat, answers.note) == (2, True, NOTE)
-    assert len(keys) == 3  # Mina's (approved), Joon's (pending), the member's
+    assert len(keys) == 4  # the admin's, Mina's (approved), Joon's (pending), the member's
 
     # When Mina opens her page, she reads both; Joon's unapproved page reads nothing
     mina_page = await phones["mina"].open(base_url(bot) + "staff.en.html")
@@ -174,7 +212,7 @@ async def test_forged_stale_replayed_and_stranger_calls_are_refused(
     bot: RunningBot, team: Team, phones: dict[str, Phone]
 ) -> None:
     # Given the member's page, with its submit request captured as it went out
-    await approve(bot, team, phones["mina"])
+    await approve(bot, team, phones, "mina")
     page = await phones["member"].open(base_url(bot) + "member.en.html")
     await ready(page)
     sent: list[dict[str, Any]] = []

@@ -48,8 +48,8 @@ async def test_a_right_now_request_sealed_on_the_phone_opens_a_case_everyone_can
 ) -> None:
     core = bot.core
     # Given both caseworkers' phones approved
-    await approve(bot, team, phones["mina"])
-    await approve(bot, team, phones["joon"])
+    await approve(bot, team, phones, "mina")
+    await approve(bot, team, phones, "joon")
 
     # When the member asks for help "right now" about danger, leaving the page's default:
     # urgency unlocked, category locked
@@ -83,12 +83,13 @@ async def test_a_right_now_request_sealed_on_the_phone_opens_a_case_everyone_can
         t("en", "btn_resolve"),
     ]
 
-    # And the case holds the member's envelope as it came, sealed to the team and both
-    # approved phones; the bot itself holds only "right now", and it escalates
+    # And the case holds the member's envelope as it came, sealed to the team, both
+    # approved phones and the admin's (who approved them); the bot itself holds only
+    # "right now", and it escalates
     async with core.sessions() as session:
         case = (await session.scalars(select(Case))).one()
         shown = read_brief(core.secrets, case)
-    assert case.sealed[1] == ALG_MULTI and len(multi_recipient_ids(case.sealed)) == 3
+    assert case.sealed[1] == ALG_MULTI and len(multi_recipient_ids(case.sealed)) == 4
     assert shown == HelpRequest("sealed", "now")
     assert case.escalate_at is not None
     # ... which the team's offline key opens like any chat request
@@ -128,7 +129,7 @@ async def test_what_is_shown_is_what_the_member_unlocked_and_nothing_else_is_acc
     bot: RunningBot, team: Team, phones: dict[str, Phone], data_dir: Path
 ) -> None:
     core = bot.core
-    await approve(bot, team, phones["mina"])
+    await approve(bot, team, phones, "mina")
     # When the member unlocks the category and locks the urgency
     page = await phones["member"].open(base_url(bot) + "member.en.html")
     await ready(page)

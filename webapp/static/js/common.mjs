@@ -1,9 +1,11 @@
 // What both pages share: libsodium, this device's key in Telegram's secure storage, the
 // pinned team key, and calls to the bot's API signed with Telegram's initData.
 import sodium from "../vendor/libsodium-wrappers.mjs";
+import { certs } from "./certs.mjs";
 import { envelopes } from "./envelope.mjs";
 
 export const KEY_ITEM = "saferelay-device-key-v1";
+export const SIGNING_ITEM = "saferelay-signing-key-v1";
 export class NoSecureStorage extends Error {}
 export class ApiError extends Error {
   constructor(status, reason) {
@@ -24,7 +26,11 @@ export async function start() {
     publicKey: sodium.from_hex(body.teamKey),
     keyId: sodium.from_hex(body.teamKeyId),
   };
-  return { sodium, tg, team, box: envelopes(sodium) };
+  // The anchor of staff device certificates, pinned the same way; empty on an install
+  // whose coordinator has not run `saferelay devices trust` yet: then no staff phone is
+  // trusted and records are sealed to the team key alone.
+  const anchor = body.teamVerifyKey ? sodium.from_hex(body.teamVerifyKey) : null;
+  return { sodium, tg, team, anchor, box: envelopes(sodium), certs: certs(sodium) };
 }
 
 function secureStorage(tg) {
@@ -35,20 +41,33 @@ function secureStorage(tg) {
   return store;
 }
 
+// 32 secret bytes kept under `item` in secure storage, made here the first time.
+async function storedSecret(sodium, store, item, make) {
+  const stored = await new Promise((resolve, reject) =>
+    store.getItem(item, (err, value) => (err ? reject(new NoSecureStorage(err)) : resolve(value))));
+  if (stored) return sodium.from_hex(stored);
+  const secret = make();
+  await new Promise((resolve, reject) =>
+    store.setItem(item, sodium.to_hex(secret), (err, ok) =>
+      (err || !ok ? reject(new NoSecureStorage(err)) : resolve())));
+  return secret;
+}
+
 export async function deviceKey({ sodium, tg }) {
   const store = secureStorage(tg);
-  const stored = await new Promise((resolve, reject) =>
-    store.getItem(KEY_ITEM, (err, value) => (err ? reject(new NoSecureStorage(err)) : resolve(value))));
-  let privateKey;
-  if (stored) {
-    privateKey = sodium.from_hex(stored);
-  } else {
-    privateKey = sodium.crypto_box_keypair().privateKey;
-    await new Promise((resolve, reject) =>
-      store.setItem(KEY_ITEM, sodium.to_hex(privateKey), (err, ok) =>
-        (err || !ok ? reject(new NoSecureStorage(err)) : resolve())));
-  }
+  const privateKey = await storedSecret(sodium, store, KEY_ITEM,
+    () => sodium.crypto_box_keypair().privateKey);
   return { privateKey, publicKey: sodium.crypto_scalarmult_base(privateKey) };
+}
+
+// A staff phone's Ed25519 key pair (from a seed kept beside the device key): what an
+// admin's phone signs other phones' certificates with.
+export async function signingKey({ sodium, tg }) {
+  const store = secureStorage(tg);
+  const seed = await storedSecret(sodium, store, SIGNING_ITEM,
+    () => sodium.randombytes_buf(sodium.crypto_sign_SEEDBYTES));
+  const pair = sodium.crypto_sign_seed_keypair(seed);
+  return { publicKey: pair.publicKey, privateKey: pair.privateKey };
 }
 
 export async function api(tg, name, body) {
@@ -71,6 +90,19 @@ export function newRecordId(sodium) {
 
 export function recipients(sodium, team, readers) {
   return [team, ...readers.map((r) => ({ publicKey: sodium.from_hex(r.pk), keyId: sodium.from_hex(r.kid) }))];
+}
+
+// The staff phones a member's page may seal to: only those whose certificate chain holds
+// from the pinned team verify key. The server filters the same way; this page does not
+// take its word for it (a server that marked its own key approved gets nothing here).
+export function certifiedReaders({ sodium, anchor, certs: c }, readers) {
+  return readers.filter((r) => {
+    try {
+      return c.chainHolds(anchor, c.parse(r.cert), c.parse(r.issuer), sodium.from_hex(r.pk));
+    } catch {
+      return false;
+    }
+  });
 }
 
 export function toBase64(sodium, bytes) {

@@ -99,10 +99,12 @@ export function envelopes(sodium) {
   }
 
   // What a person compares on two phones before a device key is approved: 48 bits of
-  // BLAKE2b over the public key, "ABCD-EF12-3456" (Python: crypto.devices.fingerprint).
-  function fingerprint(publicKey) {
+  // BLAKE2b over the public keys, "ABCD-EF12-3456" (Python: crypto.devices.fingerprint).
+  // A staff phone's fingerprint covers its signing key too (signingKey, optional).
+  function fingerprint(publicKey, signingKey) {
     const digest = sodium.crypto_generichash(
-      6, concat(new TextEncoder().encode(FINGERPRINT_PREFIX), publicKey));
+      6, concat(new TextEncoder().encode(FINGERPRINT_PREFIX), publicKey,
+        signingKey || new Uint8Array(0)));
     const hex = sodium.to_hex(digest).toUpperCase();
     return `${hex.slice(0, 4)}-${hex.slice(4, 8)}-${hex.slice(8, 12)}`;
   }

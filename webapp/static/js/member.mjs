@@ -1,9 +1,9 @@
 // The member's page: check-in and message sealed on this phone to the team key and the
-// caseworker's approved devices; replies opened here with this phone's own key.
+// caseworker's devices whose certificates this page has checked; replies opened here with this phone's own key.
 import { RecordTooLong } from "./envelope.mjs";
 import {
-  NoSecureStorage, api, checkinBytes, deviceKey, fromBase64, helpBytes, newRecordId, recipients,
-  show, start, toBase64, word,
+  NoSecureStorage, api, certifiedReaders, checkinBytes, deviceKey, fromBase64, helpBytes,
+  newRecordId, recipients, show, start, toBase64, word,
 } from "./common.mjs";
 
 const ctx = await start();
@@ -49,7 +49,9 @@ async function send(kind, plaintext, notify, shown = {}) {
   const { readers } = await api(tg, "recipients", { urgent: shown.urgency === "now" });
   const recordId = newRecordId(sodium);
   const place = { table: TABLES[kind], column: "sealed", rowId: recordId };
-  const envelope = box.seal(plaintext, place, recipients(sodium, team, readers));
+  // Only staff phones whose certificates chain to the pinned team key; the team key always.
+  const trusted = certifiedReaders(ctx, readers);
+  const envelope = box.seal(plaintext, place, recipients(sodium, team, trusted));
   sodium.memzero(plaintext);
   await api(tg, "submit", {
     kind, record_id: recordId, envelope: toBase64(sodium, envelope), notify, shown,

@@ -10,8 +10,8 @@ from sqlalchemy import func, select
 from bot.broadcasts import (
     Audience,
     Notice,
-    _queue_batch,
     RsvpOutcome,
+    _queue_batch,
     answer_rsvp,
     audience_size,
     create_broadcast,

@@ -41,7 +41,7 @@ from bot.limits import backoff
 from bot.menus import commands_for, menu_key
 from bot.people import chat_ref_of
 from bot.settings import Settings
-from storage.models import ChatMessage, OutboxItem, Person, Role, new_id, utcnow
+from storage.models import Case, ChatMessage, OutboxItem, Person, Role, new_id, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -264,6 +264,12 @@ async def record_sent(
     if person is None:
         return
     now = utcnow()
+    stay = _stay(person, settings, about)
+    if about is not None and await _gone(session, person, about):
+        # What it is about was erased (or purged) while it was on its way: it leaves the
+        # chat at once, and a reference to a deleted row would fail the foreign key, roll
+        # this back and leave the message in the chat for good.
+        about, stay = None, timedelta(0)
     await _upsert(
         session,
         [
@@ -272,7 +278,7 @@ async def record_sent(
                 "person_id": person_id,
                 "message_id": message_id,
                 "sent_at": now,
-                "delete_at": now + _stay(person, settings, about),
+                "delete_at": now + stay,
                 "outgoing": True,
                 "about_member_id": about.member_id if about else None,
                 "case_id": about.case_id if about else None,
@@ -281,6 +287,22 @@ async def record_sent(
         ],
         about=about is not None,
     )
+
+
+async def _gone(session: AsyncSession, recipient: Person, about: About) -> bool:
+    """Whether the member or request a copy is about was erased (or purged) since it was
+    queued. People rows stay (erasure blanks them), so only the request can be missing; it
+    is held (``FOR KEY SHARE`` on PostgreSQL; on SQLite this transaction already holds the
+    write lock) until the insert that refers to it commits."""
+    member = (
+        recipient if about.member_id == recipient.id else await session.get(Person, about.member_id)
+    )
+    if member is None or member.erased:
+        return True
+    if about.case_id is None:
+        return False
+    case = await session.get(Case, about.case_id, with_for_update={"key_share": True})
+    return case is None
 
 
 async def clear_all_now(session: AsyncSession, person_id: str) -> None:

@@ -19,7 +19,7 @@ from bot.core import Core
 from bot.i18n import t
 from sandbox import FakeBotApi, FakeUser
 from storage.db import make_engine
-from storage.models import ChatMessage, OutboxItem, Role
+from storage.models import ChatMessage, OutboxItem, Role, new_id, utcnow
 from tests.conftest import (
     PASSPHRASE,
     RunningBot,
@@ -274,3 +274,25 @@ async def test_a_handler_noting_a_message_the_sender_recorded_meanwhile_keeps_th
         (row,) = list(await session.scalars(select(ChatMessage)))
     assert row.kind == PROMPT  # what the sender knew it was about stays
     assert row.delete_at - row.sent_at <= timedelta(minutes=10, seconds=1)  # the sooner one
+
+
+async def test_a_copy_sent_about_a_request_erased_meanwhile_is_recorded_and_leaves_at_once(
+    core: Core,
+) -> None:
+    """An alert was on its way when the member was erased (their requests deleted): the send
+    is recorded all the same -- no foreign-key failure rolls it back and leaves the alert in
+    the caseworker's chat for good -- and it is due for deletion now, about nobody."""
+    (worker,) = bare_people(1, Role.CASEWORKER)
+    (member,) = bare_people(1, start=1)
+    async with core.sessions() as session, session.begin():
+        session.add_all([worker, member])
+    erased_case = new_id()  # no such row any more
+    async with core.sessions() as session, session.begin():
+        await record_sent(
+            session, core.settings, worker.id, 44, about=About(member.id, erased_case, "alert")
+        )
+    async with core.sessions() as session:
+        (row,) = list(await session.scalars(select(ChatMessage)))
+    assert row.person_id == worker.id and row.message_id == 44
+    assert row.case_id is None and row.about_member_id is None and row.kind is None
+    assert row.delete_at <= utcnow()

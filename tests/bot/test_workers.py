@@ -10,10 +10,11 @@ import contextlib
 import json
 from collections import Counter
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from bot.app import build_core
 from bot.core import Core
@@ -236,3 +237,103 @@ async def test_a_killed_process_leaves_nothing_undelivered(
 async def _zero(counting: object) -> bool:
     assert asyncio.iscoroutine(counting)
     return await counting == 0
+
+
+# The sweeps every fifth of a second in both processes; prompts may come at any hour.
+SWEEPS_RACE = {
+    "SAFERELAY_SWEEP_SECONDS": "0.2",
+    "SAFERELAY_CHECKIN_EVERY": "1h",
+    "SAFERELAY_CHECKIN_WINDOW": "00:00-24:00",
+    "SAFERELAY_CHECKIN_GRACE": "1h",
+}
+
+
+def texts_in(api: FakeBotApi, user: FakeUser, text: str) -> int:
+    """How many accepted sends of ``text`` (or starting with it) reached the user's chat."""
+    return sum(
+        1
+        for c in api.calls
+        if c.method == "sendMessage"
+        and c.ok
+        and c.params.get("chat_id") == user.chat_id
+        and str(c.params.get("text")).startswith(text)
+    )
+
+
+async def test_two_processes_escalate_an_unclaimed_case_once(
+    limited_api: FakeBotApi, data_dir: Path, shared: Core
+) -> None:
+    from bot.cases import HelpRequest, open_case
+    from bot.i18n import t
+    from storage.models import Case, utcnow
+
+    api = limited_api
+    members = await seed(shared, api, 5, 7_500_000)
+    staff = await seed(shared, api, 3, 7_600_000, Role.CASEWORKER)
+    # Given five "right now" requests nobody has taken on, their first alerts queued
+    async with shared.sessions() as session, session.begin():
+        for n, (member_id, _) in enumerate(members):
+            await open_case(session, shared, member_id, HelpRequest("danger", "now", f"n{n}"))
+    processes = await two_processes(data_dir, api, **SWEEPS_RACE)
+    try:
+        # When their escalation time comes, with both processes sweeping every 0.2 s
+        async with shared.sessions() as session, session.begin():
+            await session.execute(update(Case).values(escalate_at=utcnow() - timedelta(seconds=1)))
+        still = t("en", "alert_escalated").split("{")[0]
+
+        async def all_realerted() -> bool:
+            return all(texts_in(api, u, still) >= len(members) for _, u in staff)
+
+        await eventually(all_realerted, within=30, what="every case to be re-alerted")
+        await eventually(
+            lambda: _zero(count(shared, OutboxItem)), within=30, what="the outbox to empty"
+        )
+        await api.wait_idle()
+    finally:
+        for process in processes:
+            await process.stop()
+    # Then each case escalated once, and each caseworker heard of it once, not twice
+    async with shared.sessions() as session:
+        cases = list(await session.scalars(select(Case)))
+    assert [c.escalations for c in cases] == [1] * len(members)
+    assert all(c.escalate_at is not None and c.escalate_at > utcnow() for c in cases)
+    assert [texts_in(api, u, still) for _, u in staff] == [len(members)] * len(staff)
+    assert api.flood_refusals == []
+
+
+async def test_two_processes_send_a_due_prompt_once(
+    limited_api: FakeBotApi, data_dir: Path, shared: Core
+) -> None:
+    from bot.i18n import t
+    from bot.schedules import ensure_schedules
+    from storage.models import Schedule, utcnow
+
+    api = limited_api
+    members = await seed(shared, api, 20, 7_700_000)
+    await ensure_schedules(shared)
+    processes = await two_processes(data_dir, api, **SWEEPS_RACE)
+    try:
+        # Given twenty members whose wellbeing prompt is due, and two processes sweeping
+        async with shared.sessions() as session, session.begin():
+            await session.execute(update(Schedule).values(next_at=utcnow() - timedelta(seconds=1)))
+        prompt = t("en", "prompt_text")
+
+        # When the sweeps have run
+        async def all_prompted() -> bool:
+            return all(texts_in(api, u, prompt) >= 1 for _, u in members)
+
+        await eventually(all_prompted, within=30, what="every member to be prompted")
+        await eventually(
+            lambda: _zero(count(shared, OutboxItem)), within=30, what="the outbox to empty"
+        )
+        await api.wait_idle()
+    finally:
+        for process in processes:
+            await process.stop()
+    # Then each member got the prompt once, and their next one is in an hour, not now
+    assert [texts_in(api, u, prompt) for _, u in members] == [1] * len(members)
+    async with shared.sessions() as session:
+        schedules = list(await session.scalars(select(Schedule)))
+    assert len(schedules) == len(members)
+    assert all(s.next_at is not None and s.next_at > utcnow() for s in schedules)
+    assert api.flood_refusals == []

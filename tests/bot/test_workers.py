@@ -14,7 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 
 from bot.app import build_core
 from bot.core import Core
@@ -268,12 +268,16 @@ async def test_two_processes_escalate_an_unclaimed_case_once(
     from storage.models import Case, utcnow
 
     api = limited_api
-    members = await seed(shared, api, 5, 7_500_000)
-    staff = await seed(shared, api, 3, 7_600_000, Role.CASEWORKER)
-    # Given five "right now" requests nobody has taken on, their first alerts queued
+    # (Enough cases that one sweep takes a while: two processes' sweeps could overlap.)
+    members = await seed(shared, api, 20, 7_500_000)
+    staff = await seed(shared, api, 2, 7_600_000, Role.CASEWORKER)
+    # Given 20 "right now" requests nobody has taken on (their first alerts left out: each
+    # staff chat takes one message a second)
     async with shared.sessions() as session, session.begin():
         for n, (member_id, _) in enumerate(members):
             await open_case(session, shared, member_id, HelpRequest("danger", "now", f"n{n}"))
+    async with shared.sessions() as session, session.begin():
+        await session.execute(delete(OutboxItem))
     processes = await two_processes(data_dir, api, **SWEEPS_RACE)
     try:
         # When their escalation time comes, with both processes sweeping every 0.2 s
@@ -284,7 +288,7 @@ async def test_two_processes_escalate_an_unclaimed_case_once(
         async def all_realerted() -> bool:
             return all(texts_in(api, u, still) >= len(members) for _, u in staff)
 
-        await eventually(all_realerted, within=30, what="every case to be re-alerted")
+        await eventually(all_realerted, within=60, what="every case to be re-alerted")
         await eventually(
             lambda: _zero(count(shared, OutboxItem)), within=30, what="the outbox to empty"
         )
@@ -309,11 +313,11 @@ async def test_two_processes_send_a_due_prompt_once(
     from storage.models import Schedule, utcnow
 
     api = limited_api
-    members = await seed(shared, api, 20, 7_700_000)
+    members = await seed(shared, api, 200, 7_700_000)
     await ensure_schedules(shared)
     processes = await two_processes(data_dir, api, **SWEEPS_RACE)
     try:
-        # Given twenty members whose wellbeing prompt is due, and two processes sweeping
+        # Given 200 members whose wellbeing prompt is due, and two processes sweeping
         async with shared.sessions() as session, session.begin():
             await session.execute(update(Schedule).values(next_at=utcnow() - timedelta(seconds=1)))
         prompt = t("en", "prompt_text")

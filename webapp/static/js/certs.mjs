@@ -9,18 +9,10 @@
 //
 // The factory takes the sodium object so the same code runs in the page and under tests.
 
+import { concat } from "./envelope.mjs";
+
 export const CERT_DOMAIN = "sr-device-cert-v1\0";
 export const ROLES = { admin: 1, caseworker: 2 };
-
-function concat(...parts) {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
 
 export function certs(sodium) {
   // cert: {role: "admin"|"caseworker", id, publicKey, signingKey, issuer} (keys: Uint8Array)

@@ -31,7 +31,7 @@ function placeBytes(place) {
   return new TextEncoder().encode(`saferelay|${place.table}|${place.column}|${place.rowId}`);
 }
 
-function concat(...parts) {
+export function concat(...parts) {
   const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
   let at = 0;
   for (const p of parts) {

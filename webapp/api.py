@@ -93,7 +93,8 @@ def _signature(body: dict[str, Any]) -> bytes:
     return raw
 
 
-def _cert(certified: Certified) -> dict[str, Any]:
+def cert_json(certified: Certified) -> dict[str, Any]:
+    """A certificate as pages get it (the page checks it; see certs.mjs)."""
     cert = certified.cert
     return {
         "id": cert.device_id,
@@ -110,8 +111,8 @@ def _reader(reader: Reader) -> dict[str, Any]:
     page checks against its pinned team verify key before sealing anything to it."""
     shown: dict[str, Any] = {"pk": reader.public_key.hex(), "kid": reader.key_id.hex()}
     if reader.certified is not None:
-        shown["cert"] = _cert(reader.certified)
-        shown["issuer"] = _cert(reader.issuer) if reader.issuer is not None else None
+        shown["cert"] = cert_json(reader.certified)
+        shown["issuer"] = cert_json(reader.issuer) if reader.issuer is not None else None
     return shown
 
 
@@ -254,8 +255,8 @@ class WebappApi:
         }
         if done.chain is not None:
             certified, issuer = done.chain
-            answer["cert"] = _cert(certified)
-            answer["issuer"] = _cert(issuer) if issuer is not None else None
+            answer["cert"] = cert_json(certified)
+            answer["issuer"] = cert_json(issuer) if issuer is not None else None
         return answer
 
     async def pending(

@@ -152,9 +152,7 @@ async def test_two_processes_deliver_every_message_once_within_telegrams_limits(
                 return set(deliveries(api, users)) >= set(expected)
 
             await eventually(all_delivered, within=60, what="every message to arrive")
-        await eventually(
-            lambda: _zero(count(shared, OutboxItem)), within=10, what="the outbox to empty"
-        )
+        await outbox_emptied(shared, within=10)
         # ... and each of the bot's messages comes up for deletion 3 s after it was sent
         await eventually(
             lambda: _zero(count(shared, ChatMessage)), within=30, what="every chat to clear"
@@ -187,9 +185,7 @@ async def test_a_process_that_only_sends_never_asks_telegram_for_updates(
         # When messages are queued
         await queue(shared, [(p, "hello") for p, _ in people], PRIORITY_NORMAL)
         # Then it sends them
-        await eventually(
-            lambda: _zero(count(shared, OutboxItem)), within=30, what="the outbox to empty"
-        )
+        await outbox_emptied(shared, within=30)
     finally:
         await process.stop()
     assert all(u.inbox()[-1].text == "hello" for _, u in people)
@@ -221,9 +217,7 @@ async def test_a_killed_process_leaves_nothing_undelivered(
             return len(deliveries(api, users)) == len(members)
 
         await eventually(all_delivered, within=60, what="every copy to arrive")
-        await eventually(
-            lambda: _zero(count(shared, OutboxItem)), within=30, what="the outbox to empty"
-        )
+        await outbox_emptied(shared, within=30)
         await api.wait_idle()
     finally:
         for process in processes:
@@ -232,6 +226,13 @@ async def test_a_killed_process_leaves_nothing_undelivered(
     copies = deliveries(api, users)
     assert sum(copies.values()) - len(members) <= 8
     assert api.flood_refusals == []
+
+
+async def outbox_emptied(shared: Core, *, within: float) -> None:
+    """Wait until every queued message has gone (sent, or given up on)."""
+    await eventually(
+        lambda: _zero(count(shared, OutboxItem)), within=within, what="the outbox to empty"
+    )
 
 
 async def _zero(counting: object) -> bool:
@@ -292,9 +293,7 @@ async def test_two_processes_escalate_an_unclaimed_case_once(
             return all(texts_in(api, u, still) >= len(members) for _, u in staff)
 
         await eventually(all_realerted, within=60, what="every case to be re-alerted")
-        await eventually(
-            lambda: _zero(count(shared, OutboxItem)), within=30, what="the outbox to empty"
-        )
+        await outbox_emptied(shared, within=30)
         await api.wait_idle()
     finally:
         for process in processes:
@@ -328,9 +327,7 @@ async def test_two_processes_send_a_due_prompt_once(
             return all(texts_in(api, u, prompt) >= 1 for _, u in members)
 
         await eventually(all_prompted, within=30, what="every member to be prompted")
-        await eventually(
-            lambda: _zero(count(shared, OutboxItem)), within=30, what="the outbox to empty"
-        )
+        await outbox_emptied(shared, within=30)
         await api.wait_idle()
     finally:
         for process in processes:

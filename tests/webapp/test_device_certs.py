@@ -19,7 +19,7 @@ from sqlalchemy import select
 from bot.i18n import t
 from bot.people import find_actor
 from crypto.boxes import key_id, multi_recipient_ids
-from crypto.devices import CertRole, DeviceCert
+from crypto.devices import Certified, CertRole, DeviceCert
 from storage.models import DeviceKey, DeviceStatus, Note
 from tests.conftest import RunningBot
 from tests.handlers.conftest import Team
@@ -32,6 +32,7 @@ from tests.webapp.test_miniapp_e2e import (
     ready,
     trust_admin_phone,
 )
+from webapp.api import cert_json
 
 pytestmark = pytest.mark.bot_env(
     SAFERELAY_WEBAPP_URL="http://127.0.0.1/app/", SAFERELAY_WEB_PORT="0"
@@ -43,17 +44,6 @@ async def _person_id(bot: RunningBot, user_id: int) -> str:
         actor = await find_actor(session, bot.core.secrets, user_id)
     assert actor is not None
     return actor.person_id
-
-
-def _shown(cert: DeviceCert, signature: bytes) -> dict[str, str]:
-    return {
-        "id": cert.device_id,
-        "role": cert.role.name.lower(),
-        "pk": cert.public_key.hex(),
-        "spk": cert.signing_key.hex(),
-        "iss": cert.issuer.hex(),
-        "sig": signature.hex(),
-    }
 
 
 def _forged_readers(anchor: bytes, genuine: dict[str, Any]) -> list[dict[str, Any]]:
@@ -81,8 +71,8 @@ def _forged_readers(anchor: bytes, genuine: dict[str, Any]) -> list[dict[str, An
     untrusted = {
         "pk": reader_key.hex(),
         "kid": key_id(reader_key).hex(),
-        "cert": _shown(reader_cert, reader_cert.sign(rogue_admin)),
-        "issuer": _shown(rogue_admin_cert, rogue_admin_sig),
+        "cert": cert_json(Certified(reader_cert, reader_cert.sign(rogue_admin))),
+        "issuer": cert_json(Certified(rogue_admin_cert, rogue_admin_sig)),
     }
     flipped_key = bytearray(bytes.fromhex(genuine["pk"]))
     flipped_key[5] ^= 1

@@ -26,6 +26,8 @@ Kind = Literal[
     "prompts sent",
     "welfare steps",
     "records purged",
+    # Sends that waited for another turn, theirs having passed (a loaded machine).
+    "turns missed",
     # Posts to the webhook without Telegram's secret: someone probing the address.
     "webhook posts refused",
 ]

@@ -49,7 +49,7 @@ from bot.chat import About, clear_kind_now, delete_due, record_sent
 from bot.core import Core
 from bot.i18n import t
 from bot.limits import MAX_BACKOFF_SECONDS, backoff
-from bot.pace import LATE_CREDIT, TAKEN, Pace, retry_after_seconds
+from bot.pace import TAKEN, Pace, SharedClock, retry_after_seconds
 from bot.people import chat_id_of
 from crypto.boxes import RecordPlace
 from crypto.keystore import ServerSecrets
@@ -77,6 +77,17 @@ MAX_CHOICE_LEAD = 0.1
 # stalled process) is not trusted: the item is given back unsent.
 LEASE = timedelta(seconds=15)
 RENEW_EVERY = 5.0
+# A turn is asked for this long before it is needed at the least -- the time to commit it
+# and wake up for it, as measured (x2), up to the most.
+MIN_TURN_LEAD = 0.005
+MAX_TURN_LEAD = 0.06
+# A send whose turn passed more than this much of a turn ago does not go: it takes another.
+# Why this much: on-time turns put at most 29 sends in any second (30 of them span 1.007 s),
+# so a second holds 31 -- a 429 -- only if two sends of the second before it arrive in it;
+# a send let go at most 0.4 of a turn late, plus the way to Telegram (up to ~13 ms on a
+# loaded machine, measured), stays within one turn (35 ms), so only one can.
+MISSED_BY = 0.4
+MISSED_TURNS_TRIED = 5
 FORGET_TURNS_EVERY = 60.0  # seconds: recipients' old turns are dropped from the table
 BUSY_ELSEWHERE_POLL = 0.1  # seconds: an item is due but another process holds its chat
 _IN_FLIGHT = float("inf")  # in Sender._busy: a send to this recipient is under way
@@ -239,6 +250,9 @@ class Sender:
         self._owner = new_id()
         self._forget_turns_at = 0.0
         self._lead = CHOICE_LEAD
+        self._turn_lead = MIN_TURN_LEAD
+        self._shared_clock = SharedClock()
+        self._late_by = pace.spacing * MISSED_BY
         self._leased: set[str] = set()  # ids of the items this process is sending now
         # SQLite: the sender's own write transactions take turns here rather than in
         # SQLite's busy handler, whose back-off sleeps (1, 2, 5, 10 ... ms) made a claim
@@ -343,8 +357,9 @@ class Sender:
         started = False
         try:
             # Choose just before the next turn is free: late enough that an urgent item
-            # queued a moment ago is seen, early enough that the turn is taken on time.
-            await self._pace.wait_free(lead=self._lead)
+            # queued a moment ago is seen, early enough that the turn is taken on time --
+            # the claim's own time, and the lead the turn itself is asked for with.
+            await self._pace.wait_free(lead=self._lead + self._turn_lead, after_handlers=True)
             if self._stopping:
                 return 0.0
             now = time.monotonic()
@@ -403,23 +418,30 @@ class Sender:
                     await queue.forget_turns(session, FORGET_TURNS_EVERY)
         return item
 
-    async def _turns(self, item: OutboxItem, chat_id: int) -> float | None:
+    async def _turns(
+        self, item: OutboxItem, chat_id: int, missed: float | None = None
+    ) -> tuple[float, float] | None:
         """The item's turns from the shared budget, charging the turns this process's
-        handlers used meanwhile: when to send (monotonic), or None if another process took
-        its chat a moment ago (the item is given back, its chat left out for a second)."""
+        handlers used meanwhile: when to send (monotonic) and the overall turn (the
+        database's clock), or None if another process took its chat a moment ago (the item
+        is given back, its chat left out for a second). ``missed``: this item's own turn,
+        which came and went before it could be sent; its chat's turn moves with it."""
         pace = self._pace
+        # Should a handler here have answered this chat a moment ago, its second first:
+        # the send must go on the overall turn it is given, not after it.
+        if (wait := pace.chat_free_at(chat_id) - time.monotonic()) > 0:
+            await asyncio.sleep(wait)
         debt = pace.take_debt()
         try:
             async with self._writing() as session:
-                turn = await queue.take_turns(
-                    session,
-                    item.recipient_id,
-                    spacing=pace.spacing,
-                    per_chat=pace.per_chat,
-                    late_credit=LATE_CREDIT,
-                    debt=debt,
+                turn = await queue.reserve_turn(
+                    session, spacing=pace.spacing, lead=self._turn_lead, debt=debt
                 )
-                if turn is None:
+                send_at = self._shared_clock.local(turn.at, turn.given)
+                reserved = time.monotonic()
+                if not await queue.take_chat_turn(
+                    session, item.recipient_id, turn.at, per_chat=pace.per_chat, previous=missed
+                ):
                     raise _ChatTaken
         except _ChatTaken:  # nothing of the transaction was kept
             pace.owe(debt)
@@ -429,11 +451,12 @@ class Sender:
         except BaseException:
             pace.owe(debt)
             raise
-        # On this process's clock; and, should a handler here have answered this chat a
-        # moment ago, not before the chat's second is over.
-        send_at = max(time.monotonic() + turn.wait, pace.chat_free_at(chat_id))
+        # The lead asked for next time: what committing took now, with room to spare,
+        # shrinking slowly when commits are quick again.
+        took = time.monotonic() - reserved
+        self._turn_lead = min(MAX_TURN_LEAD, max(MIN_TURN_LEAD, 2 * took, 0.95 * self._turn_lead))
         pace.taken(send_at, chat_id)
-        return send_at
+        return send_at, turn.at
 
     async def _idle_for(self, session: AsyncSession, now: float) -> float:
         """Nothing sendable now: until a held-back chat frees up, the next item falls due,
@@ -472,18 +495,40 @@ class Sender:
 
     async def _deliver(self, item: OutboxItem, chat_id: int) -> None:
         try:
-            send_at = await self._turns(item, chat_id)
-            if send_at is None:
-                self._busy[item.recipient_id] = time.monotonic() + self._pace.per_chat
+            message = await self._open(item)
+            if message is None:
                 return
-            await asyncio.sleep(max(0.0, send_at - time.monotonic()))
+            if message.replaces is not None:
+                # Before the turn: gone from the chat before the new one arrives, and no
+                # database write or deletion between the turn and the send.
+                async with self._writing() as session:
+                    old = await clear_kind_now(session, item.recipient_id, message.replaces)
+                if old:
+                    await delete_due(self._core, self._bot, person_id=item.recipient_id)
+            missed: float | None = None
+            for _ in range(MISSED_TURNS_TRIED):
+                turns = await self._turns(item, chat_id, missed)
+                if turns is None:
+                    self._busy[item.recipient_id] = time.monotonic() + self._pace.per_chat
+                    return
+                send_at, missed = turns
+                await asyncio.sleep(max(0.0, send_at - time.monotonic()))
+                if time.monotonic() - send_at <= self._late_by:
+                    break
+                # A loaded machine (a late wake-up, a slow commit): the turn has passed. Sent
+                # now, this message would land next to another process's on-time one; it
+                # takes the next turn instead, and turns are asked for earlier from now on.
+                activity.count("turns missed")
+                self._turn_lead = min(MAX_TURN_LEAD, 1.5 * self._turn_lead)
+            else:
+                await self._give_back(item)
+                return
             assert item.claimed_until is not None
             if utcnow() > max(item.claimed_until, self._renewed_until) - LEASE / 3:
                 # This process stalled: another may take the item over any moment now.
-                async with self._writing() as session:
-                    await queue.release(session, item.id)
+                await self._give_back(item)
                 return
-            await self._deliver_one(item, chat_id)
+            await self._deliver_one(item, chat_id, message)
         except Exception as exc:  # e.g. the database was busy: the item stays due
             log.error("outbox delivery step failed: %s", type(exc).__name__, exc_info=exc)
         finally:
@@ -496,24 +541,27 @@ class Sender:
             # it too (debounced by the scrubber).
             self._scrub()
 
-    async def _deliver_one(self, item: OutboxItem, chat_id: int) -> None:
-        core = self._core
+    async def _give_back(self, item: OutboxItem) -> None:
+        async with self._writing() as session:
+            await queue.release(session, item.id)
+
+    async def _open(self, item: OutboxItem) -> Outgoing | None:
+        """The item's message, or None if it cannot be read (marked failed)."""
         try:
             assert item.payload is not None
-            message = Outgoing.from_bytes(
-                core.secrets.server_box.open(item.payload, payload_place(item.id)), item.priority
+            return Outgoing.from_bytes(
+                self._core.secrets.server_box.open(item.payload, payload_place(item.id)),
+                item.priority,
             )
         except Exception as exc:
             log.error("outbox item unreadable, marked failed: %s", type(exc).__name__)
             async with self._writing() as session:
                 await queue.mark_failed(session, item.id, "unreadable")
             self.failed += 1
-            return
-        if message.replaces is not None:
-            async with self._writing() as session:
-                old = await clear_kind_now(session, item.recipient_id, message.replaces)
-            if old:  # gone from the chat before the new one arrives
-                await delete_due(core, self._bot, person_id=item.recipient_id)
+            return None
+
+    async def _deliver_one(self, item: OutboxItem, chat_id: int, message: Outgoing) -> None:
+        core = self._core
         try:
             sent_message_id = await self._send(chat_id, message)
         except RetryAfter as exc:

@@ -11,8 +11,9 @@ Several sender processes may share one outbox (issue 13). The same statements se
 - Telegram's flood budget is the ``send_pace`` table (:func:`reserve_turn`): the last
   overall turn handed out, moved on by one spacing per send in one atomic statement, and
   each recipient's last turn, taken with an upsert that only succeeds once their chat's
-  second is over (:func:`take_turns`, just after the claim, in a transaction of its own:
-  the sender's loop only waits for the claim, the turns are taken by the send's task).
+  second is over (:func:`take_chat_turn`; both just after the claim, in a transaction of
+  their own: the sender's loop only waits for the claim, the turns are taken by the send's
+  task). Turns are read off the database's clock, the one clock every process shares.
 """
 
 from __future__ import annotations
@@ -111,37 +112,57 @@ async def take_turns(
     *,
     spacing: float,
     per_chat: float,
-    late_credit: float = 0.1,
+    lead: float = 0.0,
     debt: int = 0,
 ) -> Turn | None:
-    """The turns a claimed item needs: the next overall one (:func:`reserve_turn`, with
-    ``debt`` more already used), and its chat's -- taken only if the chat's last turn is a
-    full ``per_chat`` before it. None if another sender took the chat a moment ago (two
-    that chose items for one chat at once meet here; on PostgreSQL the second waits on the
-    first's row, then sees it): roll back and give the item back."""
-    turn = await reserve_turn(session, spacing=spacing, late_credit=late_credit, debt=debt)
-    statement = _insert(session)(SendPace).values(key=recipient_id, last_at=turn.at)
+    """The turns a claimed item needs: the next overall one (:func:`reserve_turn`) and its
+    chat's (:func:`take_chat_turn`); None if another sender took the chat a moment ago --
+    roll back and give the item back. (bot.delivery runs the two statements itself, to time
+    the first.)"""
+    turn = await reserve_turn(session, spacing=spacing, lead=lead, debt=debt)
+    taken = await take_chat_turn(session, recipient_id, turn.at, per_chat=per_chat)
+    return turn if taken else None
+
+
+async def take_chat_turn(
+    session: AsyncSession,
+    recipient_id: str,
+    at: float,
+    *,
+    per_chat: float,
+    previous: float | None = None,
+) -> bool:
+    """The recipient's chat's turn at ``at`` (the database's clock): taken only if the
+    chat's last turn is a full ``per_chat`` before it, or is ``previous`` -- the caller's
+    own turn for this item, which it missed and now moves. False if another sender took the
+    chat a moment ago (two that chose items for one chat at once meet here; on PostgreSQL
+    the second waits on the first's row, then sees it)."""
+    statement = _insert(session)(SendPace).values(key=recipient_id, last_at=at)
+    free = SendPace.last_at <= at - per_chat
+    if previous is not None:
+        free = free | (SendPace.last_at == previous)
     taken = await session.scalar(
         statement.on_conflict_do_update(
             index_elements=[SendPace.key],
             set_={"last_at": statement.excluded.last_at},
-            where=SendPace.last_at <= turn.at - per_chat,
+            where=free,
         ).returning(SendPace.key)
     )
-    return turn if taken is not None else None
+    return taken is not None
 
 
 async def reserve_turn(
-    session: AsyncSession, *, spacing: float, late_credit: float = 0.1, debt: int = 0
+    session: AsyncSession, *, spacing: float, lead: float = 0.0, debt: int = 0
 ) -> Turn:
-    """Take the next overall turn (and ``debt`` more, already used). One atomic statement,
-    so turns handed to different processes are ``spacing`` apart. As bot.pace.Pace does in
-    memory: a turn taken a little late keeps to the schedule, by at most ``late_credit`` of
-    a turn, so no second ever holds more turns than the rate."""
+    """Take the next overall turn (and ``debt`` more before it, already used by handlers).
+    One atomic statement, so turns handed to different processes are ``spacing`` apart.
+    Never sooner than ``lead`` seconds from now: the time the caller needs to commit and
+    be ready, so that it can send on the turn rather than after it (a send that leaves
+    late lands next to another process's on-time one)."""
     now = _clock(session)
-    statement = _insert(session)(SendPace).values(key=OVERALL, last_at=now + spacing * debt)
+    earliest = now + lead + spacing * debt
+    statement = _insert(session)(SendPace).values(key=OVERALL, last_at=earliest)
     following = SendPace.last_at + spacing * (1 + debt)
-    earliest = now + spacing * (debt - late_credit)
     row = (
         await session.execute(
             statement.on_conflict_do_update(

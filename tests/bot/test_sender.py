@@ -4,6 +4,7 @@ how long it took (timings live in bench/outbox_bench.py)."""
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import event
 
 from bot.delivery import PRIORITY_BULK, PRIORITY_NORMAL, PRIORITY_URGENT
@@ -123,3 +124,76 @@ async def test_a_reply_refused_for_a_moment_is_sent_after_the_pause_not_an_error
     await user.send_command("menu")
     await user.wait_for_message(t("en", "menu_title"), timeout=10)
     assert not any(t("en", "error") == m.text for m in user.inbox())
+
+
+def test_the_shared_clock_keeps_the_least_late_measure() -> None:
+    from bot.pace import OFFSET_DRIFT, SharedClock
+
+    local = [100.0]
+    clock = SharedClock(clock=lambda: local[0])
+    # Given an answer that came at once: the database's clock is ours + 900 s
+    assert clock.local(1000.05, given=1000.0) == pytest.approx(100.05)
+    # When a later answer took 20 ms on the way (the database read 1000.08 at our 100.1)
+    local[0] = 100.1
+    # Then its turn is still mapped by the quick answer's measure, not 20 ms closer
+    drift = OFFSET_DRIFT * 0.1
+    assert clock.local(1000.2, given=1000.08) == pytest.approx(100.2 + drift)
+    # ... and a measure nobody improves on for 100 s drifts late (at NTP's slew at most),
+    # never early: an answer 30 ms late then is the better measure, and is taken
+    local[0] = 200.1
+    assert clock.local(1100.2, given=1100.07) == pytest.approx(200.23)
+    # ... while a database clock stepped back by seconds is taken as it is
+    local[0] = 200.2
+    assert clock.local(1098.3, given=1098.2) == pytest.approx(200.3)
+
+
+async def test_a_send_whose_turn_has_passed_takes_another_instead_of_going_late(
+    bot: RunningBot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot import activity
+    from bot.pace import SharedClock
+
+    ((person_id, user),) = await bot.seed(1, 950_000)
+    # Given a sender that gets its first turn only when it has passed (a stalled machine:
+    # the answer came half a second after the turn)
+    mapped = SharedClock.local
+    stalls = [0.5]
+
+    def late(self: SharedClock, at: float, given: float) -> float:
+        return mapped(self, at, given) - (stalls.pop() if stalls else 0.0)
+
+    monkeypatch.setattr(SharedClock, "local", late)
+    missed_before = activity._counts["turns missed"]
+    # When a message is queued
+    await bot.queue([person_id], "on a turn of its own", PRIORITY_NORMAL)
+    await bot.api.wait_for(
+        lambda: len(sends_to(bot, {user.chat_id}, "on a turn of its own")) == 1, timeout=10
+    )
+    await bot.drained()
+    # Then it went once, on the next turn it took, not on the one that had passed
+    assert not stalls
+    assert activity._counts["turns missed"] == missed_before + 1
+    assert len(sends_to(bot, {user.chat_id}, "on a turn of its own")) == 1
+
+
+async def test_a_person_waiting_for_an_answer_goes_before_the_outbox() -> None:
+    import asyncio
+
+    from bot.pace import Pace
+
+    pace, order = Pace(), []
+    await pace.turn(None)  # the next turn is a spacing away
+
+    async def outbox() -> None:
+        # (the sender picks its item ahead of the turn: here 30 ms of a 35 ms spacing)
+        await pace.wait_free(lead=0.03, after_handlers=True)
+        order.append("outbox")
+
+    async def handler() -> None:
+        await pace.turn(None)
+        order.append("handler")
+
+    # When a handler's answer and the outbox sender both wait for the next turn
+    await asyncio.gather(handler(), outbox())
+    # Then the answer to the person goes first; the outbox takes the turn after it
+    assert order == ["handler", "outbox"]

@@ -84,3 +84,34 @@ async def test_turns_given_out_are_spaced_however_many_take_them(core: Core) -> 
     # Then they are spaced at the rate: no second holds more than 29 of them
     assert all(b - a >= 1 / 28.8 - 1e-9 for a, b in itertools.pairwise(turns))
     assert min(b - a for a, b in zip(turns, turns[29:], strict=False)) > 1.0
+
+
+async def test_a_turn_is_given_no_sooner_than_the_lead_asked_for(core: Core) -> None:
+    # When a turn is asked for with a 40 ms lead, the budget otherwise idle
+    async with core.sessions() as session, session.begin():
+        turn = await queue.reserve_turn(session, spacing=1 / 28.8, lead=0.04)
+    # Then it comes 40 ms after the database gave it: time to commit and be ready
+    # (PostgreSQL reads its clock afresh at each mention in the statement, a hair apart)
+    assert 0.035 < turn.wait <= 0.04 + 1e-6
+
+
+async def test_a_chat_turn_moves_only_for_the_sender_that_missed_it(core: Core) -> None:
+    (person,) = bare_people(1)
+    async with core.sessions() as session, session.begin():
+        session.add(person)
+    at = time.time()
+
+    async def chat_turn(when: float, previous: float | None = None) -> bool:
+        async with core.sessions() as session, session.begin():
+            return await queue.take_chat_turn(
+                session, person.id, when, per_chat=1.05, previous=previous
+            )
+
+    # Given a sender that took this chat's turn
+    assert await chat_turn(at)
+    # When another asks for the chat half a second later, it is refused (one a second)
+    assert not await chat_turn(at + 0.5)
+    # ... but the sender whose turn passed unsent moves it to its next one
+    assert await chat_turn(at + 0.5, previous=at)
+    # ... once: the turn it missed is no longer the chat's
+    assert not await chat_turn(at + 0.6, previous=at)

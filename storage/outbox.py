@@ -76,7 +76,8 @@ async def claim_next(
     """Lease the most urgent due item whose chat had no turn in the last ``per_chat``
     seconds, to ``owner`` until ``now + lease``; None when nothing is sendable. One
     statement. ``exclude`` are recipients the caller already knows to be busy (a send of
-    its own in flight). The item's turns come next (:func:`take_turns`)."""
+    its own in flight). The item's turns come next (:func:`reserve_turn`,
+    :func:`take_chat_turn`)."""
     # The choice reads its own alias of the table, so it is not tied to the row updated.
     candidate = aliased(OutboxItem)
     chat_recent = exists().where(
@@ -104,24 +105,6 @@ async def claim_next(
         .execution_options(synchronize_session=False)
     )
     return claimed
-
-
-async def take_turns(
-    session: AsyncSession,
-    recipient_id: str,
-    *,
-    spacing: float,
-    per_chat: float,
-    lead: float = 0.0,
-    debt: int = 0,
-) -> Turn | None:
-    """The turns a claimed item needs: the next overall one (:func:`reserve_turn`) and its
-    chat's (:func:`take_chat_turn`); None if another sender took the chat a moment ago --
-    roll back and give the item back. (bot.delivery runs the two statements itself, to time
-    the first.)"""
-    turn = await reserve_turn(session, spacing=spacing, lead=lead, debt=debt)
-    taken = await take_chat_turn(session, recipient_id, turn.at, per_chat=per_chat)
-    return turn if taken else None
 
 
 async def take_chat_turn(

@@ -62,10 +62,9 @@ async def test_concurrent_claims_never_take_one_item_twice(core: Core) -> None:
             )
             if got is None:
                 return None
-            turn = await queue.take_turns(
-                session, got.recipient_id, spacing=1 / 28.8, per_chat=1.05
-            )
-        return got.id if turn is not None else None
+            turn = await queue.reserve_turn(session, spacing=1 / 28.8)
+            taken = await queue.take_chat_turn(session, got.recipient_id, turn.at, per_chat=1.05)
+        return got.id if taken else None
 
     # When eight senders claim five times each, all at once
     claimed = await asyncio.gather(*(claim(f"sender {n % 8}") for n in range(40)))

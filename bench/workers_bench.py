@@ -105,12 +105,13 @@ async def main() -> None:
     parser.add_argument(
         "--databases", default="sqlite,postgresql", help="comma-separated: sqlite,postgresql"
     )
+    parser.add_argument("--processes", default="1,2", help="comma-separated: 1,2")
     args = parser.parse_args()
     databases = args.databases.split(",")
     cluster: PostgresCluster | None = start_cluster() if "postgresql" in databases else None
     try:
         for database in databases:
-            for processes in (1, 2):
+            for processes in (int(n) for n in args.processes.split(",")):
                 url = None
                 if database == "postgresql":
                     assert cluster is not None

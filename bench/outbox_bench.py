@@ -26,37 +26,51 @@ from bench.relay_bench import percentile
 from bot.delivery import PRIORITY_BULK, PRIORITY_NORMAL, PRIORITY_URGENT
 from bot.logs import configure_logging
 from sandbox import FakeUser
+from sandbox.models import Call
 from storage.models import Role
 from tests.conftest import RunningBot
 
 LIMIT = 30
 
 
-def arrival(bot: RunningBot, user: FakeUser, marker: str) -> float | None:
-    for call in reversed(bot.api.calls):
-        if (
-            call.method == "sendMessage"
-            and call.ok
-            and call.params.get("chat_id") == user.chat_id
-            and call.params.get("text") == marker
-        ):
-            return call.at
-    return None
+class Arrivals:
+    """When each probe reached the server, noted as the server answers it (``api.observe``).
+    Polling the server's call log instead would scan thousands of calls every millisecond in
+    the event loop the bot and the server share, and slow the very sender being measured."""
+
+    def __init__(self, bot: RunningBot) -> None:
+        self._waiting: dict[tuple[int, str], asyncio.Future[float]] = {}
+        self.stop = bot.api.observe(self._seen)
+
+    def _seen(self, call: Call) -> None:
+        if call.method == "sendMessage" and call.ok:
+            key = (call.params.get("chat_id"), call.params.get("text"))
+            future = self._waiting.pop(key, None)  # type: ignore[arg-type]
+            if future is not None and not future.done():
+                future.set_result(call.at)
+
+    def expect(self, user: FakeUser, marker: str) -> asyncio.Future[float]:
+        future: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        self._waiting[(user.chat_id, marker)] = future
+        return future
 
 
 async def delays_while_draining(
     bot: RunningBot, targets: list[tuple[str, FakeUser]], samples: int, every: float, priority: int
 ) -> list[float]:
     delays: list[float] = []
-    for n in range(samples):
-        person_id, user = targets[n % len(targets)]
-        marker = f"probe {n}"
-        queued = await bot.queue([person_id], marker, priority)
-        async with asyncio.timeout(30):
-            while (at := arrival(bot, user, marker)) is None:  # noqa: ASYNC110 - polls the fake
-                await asyncio.sleep(0.001)
-        delays.append(at - queued)
-        await asyncio.sleep(max(0.0, every - (time.monotonic() - queued)))
+    arrivals = Arrivals(bot)
+    try:
+        for n in range(samples):
+            person_id, user = targets[n % len(targets)]
+            marker = f"probe {n}"
+            arrived = arrivals.expect(user, marker)
+            queued = await bot.queue([person_id], marker, priority)
+            async with asyncio.timeout(30):
+                delays.append(await arrived - queued)
+            await asyncio.sleep(max(0.0, every - (time.monotonic() - queued)))
+    finally:
+        arrivals.stop()
     return delays
 
 
@@ -104,19 +118,20 @@ async def fan_out(count: int) -> None:
     async with bench_bot(limits=True) as bot:
         members = await bot.seed(count, 4_000_000)
         chats = {u.chat_id for _, u in members}
+        times: list[float] = []
+        drained = asyncio.get_running_loop().create_future()
+
+        def sent(call: Call) -> None:
+            if call.method == "sendMessage" and call.ok and call.params.get("chat_id") in chats:
+                times.append(call.at)
+                if len(times) == count and not drained.done():
+                    drained.set_result(None)
+
+        stop = bot.api.observe(sent)
         await bot.queue([p for p, _ in members], "fan-out notice", PRIORITY_BULK)
-
-        def sends() -> list[float]:
-            return [
-                c.at
-                for c in bot.api.calls
-                if c.method == "sendMessage" and c.ok and c.params.get("chat_id") in chats
-            ]
-
         async with asyncio.timeout(count / 10):
-            while len(sends()) < count:  # noqa: ASYNC110 - polls the fake
-                await asyncio.sleep(0.05)
-        times = sends()
+            await drained
+        stop()
         rate = (count - 1) / (times[-1] - times[0])
         print(f"3. fan-out of {count:,}: {rate:.1f} messages/s = {rate / LIMIT:.3f} x {LIMIT}/s")
         print(f"   {limits_line(bot)}")

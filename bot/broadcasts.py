@@ -378,9 +378,7 @@ async def _queue_batch(
         update(Broadcast)
         .where(
             Broadcast.id == broadcast.id,
-            Broadcast.status.in_(
-                (BroadcastStatus.SCHEDULED.value, BroadcastStatus.SENDING.value)
-            ),
+            Broadcast.status.in_((BroadcastStatus.SCHEDULED.value, BroadcastStatus.SENDING.value)),
             Broadcast.expanded.is_(False),
             (
                 Broadcast.cursor.is_(None)

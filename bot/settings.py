@@ -90,6 +90,7 @@ class Settings:
     def webapp_prefix(self) -> str:
         """The path the Mini App is served under (from ``webapp_url``)."""
         return urllib.parse.urlsplit(self.webapp_url or "/").path
+
     # Whether this process takes updates from Telegram (SAFERELAY_UPDATES). Telegram allows
     # one getUpdates consumer per bot: with several processes, exactly one has it on; the
     # others only send from the shared outbox and run the sweeps.
@@ -215,6 +216,8 @@ def _webhook_url(env: Mapping[str, str]) -> str | None:
             "SAFERELAY_WEBHOOK_URL takes a plain address: no query, fragment or password."
         )
     return raw
+
+
 def _switch(env: Mapping[str, str], name: str, default: bool) -> bool:
     raw = env.get(name, "").strip().lower()
     if not raw:

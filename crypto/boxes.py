@@ -276,10 +276,7 @@ def seal_multi(
     if len(everyone) > MAX_RECIPIENTS:
         raise ValueError(f"at most {MAX_RECIPIENTS} recipients")
     content_key = nacl.utils.random(CONTENT_KEY_SIZE)
-    wraps = b"".join(
-        r.kid + _wrap_key(r.public_key, content_key)
-        for r in everyone
-    )
+    wraps = b"".join(r.kid + _wrap_key(r.public_key, content_key) for r in everyone)
     header = _header(ALG_MULTI, team.kid)
     recipients_block = bytes((len(everyone),)) + wraps
     aad = header + recipients_block + place.associated_data()

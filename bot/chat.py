@@ -334,6 +334,11 @@ async def copy_about(session: AsyncSession, staff_id: str, message_id: int) -> C
     )
 
 
+# The claim's choice reads its own alias of the table; made once (a fresh one per call is
+# rebuilt column by column, about a millisecond of CPU each time).
+_CANDIDATE = aliased(ChatMessage, name="candidate")
+
+
 async def delete_due(core: Core, bot: Bot, *, person_id: str | None = None) -> int:
     """Delete every due message (or only this person's), chat by chat. Returns how many.
 
@@ -344,7 +349,7 @@ async def delete_due(core: Core, bot: Bot, *, person_id: str | None = None) -> i
         # Claimed in one statement (pushed DELETE_CLAIM into the future), so two runs -- a
         # quick exit and the sweep, or two processes -- never both act on a row, and one
         # that dies midway leaves its rows due again a minute later.
-        candidate = aliased(ChatMessage)
+        candidate = _CANDIDATE
         choice = select(candidate.id).where(candidate.delete_at <= now)
         if person_id is not None:
             choice = choice.where(candidate.person_id == person_id)

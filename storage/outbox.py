@@ -59,6 +59,12 @@ def _clock(session: AsyncSession) -> Any:
     return (func.julianday("now") - 2440587.5) * 86400.0  # 'now' is fixed per statement
 
 
+# The claim's choice reads its own alias of the table, so it is not tied to the row updated.
+# Made once: a fresh alias per claim cost ~0.9 ms of CPU to build (every column proxied
+# again), on every turn of the sender's loop.
+_CANDIDATE = aliased(OutboxItem, name="candidate")
+
+
 def _greater(a: Any, b: Any) -> Any:
     """The larger of two SQL numbers, on both databases (SQLite has no GREATEST)."""
     return case((a > b, a), else_=b)
@@ -78,8 +84,7 @@ async def claim_next(
     statement. ``exclude`` are recipients the caller already knows to be busy (a send of
     its own in flight). The item's turns come next (:func:`reserve_turn`,
     :func:`take_chat_turn`)."""
-    # The choice reads its own alias of the table, so it is not tied to the row updated.
-    candidate = aliased(OutboxItem)
+    candidate = _CANDIDATE
     chat_recent = exists().where(
         SendPace.key == candidate.recipient_id, SendPace.last_at > _clock(session) - per_chat
     )

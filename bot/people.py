@@ -95,16 +95,24 @@ def default_invite_hours(role: Role) -> int:
     return MEMBER_INVITE_HOURS if role is Role.MEMBER else STAFF_INVITE_HOURS
 
 
-async def find_actor(
+async def find_person(
     session: AsyncSession, keys: ServerSecrets, telegram_user_id: int
-) -> Actor | None:
-    """The active person behind a Telegram user id, or None for anyone else."""
-    person = await session.scalar(
+) -> Person | None:
+    """The active person's row behind a Telegram user id, or None for anyone else."""
+    person: Person | None = await session.scalar(
         select(Person).where(
             Person.tg_lookup == keys.pepper.user_lookup(telegram_user_id),
             Person.revoked_at.is_(None),
         )
     )
+    return person
+
+
+async def find_actor(
+    session: AsyncSession, keys: ServerSecrets, telegram_user_id: int
+) -> Actor | None:
+    """The active person behind a Telegram user id, or None for anyone else."""
+    person = await find_person(session, keys, telegram_user_id)
     return actor_of(person, keys) if person is not None else None
 
 

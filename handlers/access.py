@@ -23,7 +23,7 @@ from bot import activity
 from bot.i18n import t
 from bot.limits import Verdict
 from bot.logs import remember_values
-from bot.people import Actor, find_actor
+from bot.people import Actor, actor_of, find_person
 from bot.safety import matches
 from crypto.words import could_be_word
 from handlers.context import STRANGERS_KEY, SafeContext
@@ -135,7 +135,8 @@ async def _identify(update: Update, context: SafeContext) -> None:
             remember_values(seen.text)
     unit = current_unit()
     assert unit is not None
-    context.actor = actor = await find_actor(unit.session(), core.secrets, user.id)
+    unit.sender = person = await find_person(unit.session(), core.secrets, user.id)
+    context.actor = actor = actor_of(person, core.secrets) if person is not None else None
     now = time.monotonic()
     if actor is None:
         key = core.secrets.pepper.user_lookup(user.id).hex()

@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.chat import remember
 from bot.core import Core
+from storage.models import Person
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,11 @@ class Unit:
         self._session: AsyncSession | None = None
         self._incoming: Incoming | None = None
         self._closed = False
+        # The sender's row, as access control loaded it, held for the whole update: the
+        # session's identity map keeps rows only while something else does, and without
+        # this every later look-up of the sender (noting their message, their caseworker's
+        # alert) went to the database again.
+        self.sender: Person | None = None
 
     @property
     def closed(self) -> bool:
